@@ -1,0 +1,453 @@
+//! The `file` backend: a JSON array of objects or a CSV file with a header
+//! row, indexed by its key columns at load for O(1) lookups. Only the
+//! columns some route returns are kept in memory. SIGHUP re-reads the file;
+//! a bad new file leaves the old index serving.
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use serde::{
+    Deserializer as _,
+    de::{DeserializeSeed, Error as _, SeqAccess, Visitor},
+};
+use serde_json::{Map, Value};
+
+use super::Record;
+use crate::configuration::{ConfigError, FileBackendSettings};
+
+/// A loaded file backend.
+pub struct FileBackend {
+    name: String,
+    path: PathBuf,
+    config_path: String,
+    key_columns: Vec<String>,
+    columns: Arc<[Box<str>]>,
+    index: ArcSwap<FileIndex>,
+}
+
+impl fmt::Debug for FileBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileBackend")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("rows", &self.index.load().rows.len())
+            .finish()
+    }
+}
+
+/// The rows of one load of the file.
+struct FileIndex {
+    rows: HashMap<Box<[u8]>, Row>,
+    /// Which kept columns appear in at least one row (CSV: in the header).
+    seen: Vec<bool>,
+}
+
+struct Row {
+    number: u32,
+    values: Box<[Option<Box<str>>]>,
+}
+
+impl FileBackend {
+    /// Loads backend `index` (for error paths), keeping `columns`.
+    pub fn load(
+        index: usize,
+        settings: &FileBackendSettings,
+        columns: &[String],
+    ) -> Result<FileBackend, ConfigError> {
+        let config_path = format!("backends[{index}]");
+        if settings.key.is_empty() {
+            return Err(ConfigError::new(
+                format!("{config_path}.key"),
+                "name at least one key column",
+            ));
+        }
+        let columns: Arc<[Box<str>]> = columns.iter().map(|c| c.as_str().into()).collect();
+        let loaded = read_index(&settings.path, &settings.key, &columns)
+            .map_err(|reason| ConfigError::new(format!("{config_path}.path"), reason))?;
+        Ok(FileBackend {
+            name: settings.name.clone(),
+            path: settings.path.clone(),
+            config_path,
+            key_columns: settings.key.clone(),
+            columns,
+            index: ArcSwap::from_pointee(loaded),
+        })
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key columns, in the order [`FileBackend::lookup`] takes them.
+    pub fn key_columns(&self) -> &[String] {
+        &self.key_columns
+    }
+
+    /// True when `column` is a kept column that appears in the file.
+    pub fn provides(&self, column: &str) -> bool {
+        let index = self.index.load();
+        self.columns
+            .iter()
+            .zip(&index.seen)
+            .any(|(c, seen)| &**c == column && *seen)
+    }
+
+    /// Number of indexed rows.
+    pub fn len(&self) -> usize {
+        self.index.load().rows.len()
+    }
+
+    /// True when the file has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The row whose key columns equal `key` (`None` = empty string).
+    pub fn lookup(&self, key: &[Option<&str>]) -> Option<Record> {
+        let encoded = encode_key(key.iter().map(|v| v.unwrap_or("").as_bytes()));
+        let index = self.index.load();
+        let row = index.rows.get(&*encoded)?;
+        let values = row
+            .values
+            .iter()
+            .map(|v| v.as_deref().map(str::to_owned))
+            .collect();
+        Some(Record::new(Arc::clone(&self.columns), values))
+    }
+
+    /// Re-reads the file; on failure the old index keeps serving.
+    pub fn reload(&self) {
+        match read_index(&self.path, &self.key_columns, &self.columns) {
+            Ok(loaded) => {
+                let rows = loaded.rows.len();
+                self.index.store(Arc::new(loaded));
+                tracing::info!(backend = %self.name, rows, "reloaded the data file");
+            }
+            Err(reason) => tracing::error!(
+                backend = %self.name,
+                key = %format!("{}.path", self.config_path),
+                %reason,
+                "the new data file is invalid; still serving the previous one"
+            ),
+        }
+    }
+}
+
+/// Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ.
+fn encode_key<'a>(parts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn read_index(path: &Path, key: &[String], columns: &[Box<str>]) -> Result<FileIndex, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut builder = IndexBuilder::new(key, columns);
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        read_csv(&bytes, &mut builder)
+    } else {
+        read_json(&bytes, &mut builder)
+    }
+    .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(builder.finish())
+}
+
+/// Accumulates rows, checking keys as they come.
+struct IndexBuilder<'a> {
+    key: &'a [String],
+    columns: &'a [Box<str>],
+    rows: HashMap<Box<[u8]>, Row>,
+    seen: Vec<bool>,
+}
+
+impl<'a> IndexBuilder<'a> {
+    fn new(key: &'a [String], columns: &'a [Box<str>]) -> Self {
+        Self {
+            key,
+            columns,
+            rows: HashMap::new(),
+            seen: vec![false; columns.len()],
+        }
+    }
+
+    /// Adds row `number` (1-based); `get` returns a column's text, `Err` for
+    /// a value that cannot be text, `Ok(None)` for absent or null.
+    fn add(
+        &mut self,
+        number: u32,
+        get: impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<(), String> {
+        let mut key_parts = Vec::with_capacity(self.key.len());
+        for column in self.key {
+            match get(column)? {
+                Some(value) => key_parts.push(value),
+                None => return Err(format!("row {number}: missing key column \"{column}\"")),
+            }
+        }
+        let mut values = Vec::with_capacity(self.columns.len());
+        for column in self.columns {
+            values.push(get(column)?.map(String::into_boxed_str));
+        }
+        let key = encode_key(key_parts.iter().map(|p| p.as_bytes())).into_boxed_slice();
+        match self.rows.entry(key) {
+            Entry::Occupied(existing) => Err(format!(
+                "rows {} and {number} have the same key ({})",
+                existing.get().number,
+                self.key.join(", ")
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(Row {
+                    number,
+                    values: values.into_boxed_slice(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn mark_seen(&mut self, column: &str) {
+        if let Some(i) = self.columns.iter().position(|c| &**c == column) {
+            self.seen[i] = true;
+        }
+    }
+
+    fn finish(self) -> FileIndex {
+        FileIndex {
+            rows: self.rows,
+            seen: self.seen,
+        }
+    }
+}
+
+fn read_csv(bytes: &[u8], builder: &mut IndexBuilder<'_>) -> Result<(), String> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut reader = csv::Reader::from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("cannot read the header row: {e}"))?
+        .clone();
+    for column in builder.key {
+        if !headers.iter().any(|h| h == column) {
+            return Err(format!("the header has no key column \"{column}\""));
+        }
+    }
+    for header in headers.iter() {
+        builder.mark_seen(header);
+    }
+    let position: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
+    let mut record = csv::StringRecord::new();
+    let mut number: u32 = 0;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(format!("row {}: {e}", number + 1)),
+        }
+        number += 1;
+        builder.add(number, |column| {
+            Ok(position
+                .get(column)
+                .and_then(|&i| record.get(i))
+                .map(str::to_owned))
+        })?;
+    }
+    Ok(())
+}
+
+fn read_json(bytes: &[u8], builder: &mut IndexBuilder<'_>) -> Result<(), String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    (&mut deserializer)
+        .deserialize_seq(RowsVisitor { builder })
+        .and_then(|()| deserializer.end())
+        .map_err(|e| e.to_string())
+}
+
+/// Streams the top-level array, so a large file is never held as values.
+struct RowsVisitor<'b, 'a> {
+    builder: &'b mut IndexBuilder<'a>,
+}
+
+impl<'de> Visitor<'de> for RowsVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut number: u32 = 0;
+        while let Some(row) = seq.next_element_seed(RowSeed)? {
+            number += 1;
+            let Some(object) = row else {
+                return Err(A::Error::custom(format!("row {number} is not an object")));
+            };
+            for column in object.keys() {
+                self.builder.mark_seen(column);
+            }
+            self.builder
+                .add(number, |column| json_text(&object, column, number))
+                .map_err(A::Error::custom)?;
+        }
+        Ok(())
+    }
+}
+
+/// One array element: `Some(object)`, or `None` for anything else.
+struct RowSeed;
+
+impl<'de> DeserializeSeed<'de> for RowSeed {
+    type Value = Option<Map<String, Value>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let value: Value = serde::Deserialize::deserialize(d)?;
+        Ok(match value {
+            Value::Object(object) => Some(object),
+            _ => None,
+        })
+    }
+}
+
+/// A JSON cell as text: strings as they are, numbers and booleans as JSON
+/// text, null as absent; nested values as their JSON text.
+fn json_text(
+    object: &Map<String, Value>,
+    column: &str,
+    number: u32,
+) -> Result<Option<String>, String> {
+    Ok(match object.get(column) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(nested) => serde_json::to_string(nested)
+            .map(Some)
+            .map_err(|e| format!("row {number}: column \"{column}\": {e}"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(path: &Path, key: &[&str]) -> FileBackendSettings {
+        FileBackendSettings {
+            name: "customers".into(),
+            path: path.to_owned(),
+            key: key.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn columns(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn json_rows_are_indexed_by_their_key_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "c.json",
+            r#"[{"callNum":"1","nation":"korea","userName":"홍길동","id":7,"phone":"010"},
+                {"callNum":"1","nation":"","userName":null,"id":"x"}]"#,
+        );
+        let backend = FileBackend::load(
+            0,
+            &settings(&path, &["callNum", "nation"]),
+            &columns(&["userName", "id"]),
+        )
+        .unwrap();
+        let found = backend.lookup(&[Some("1"), Some("korea")]).unwrap();
+        assert_eq!(found.get("userName"), Some("홍길동"));
+        assert_eq!(found.get("id"), Some("7"));
+        assert_eq!(found.get("phone"), None, "only kept columns leave");
+        let empty_nation = backend.lookup(&[Some("1"), None]).unwrap();
+        assert_eq!(empty_nation.get("userName"), None);
+        assert_eq!(empty_nation.get("id"), Some("x"));
+        assert!(backend.lookup(&[Some("2"), Some("korea")]).is_none());
+        assert!(backend.provides("userName"));
+        assert!(!backend.provides("phone"), "not kept");
+    }
+
+    #[test]
+    fn csv_rows_are_indexed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "c.csv", "callNum,userName\n1,Kim\n2,\"Lee, J\"\n");
+        let backend =
+            FileBackend::load(0, &settings(&path, &["callNum"]), &columns(&["userName"])).unwrap();
+        assert_eq!(
+            backend.lookup(&[Some("2")]).unwrap().get("userName"),
+            Some("Lee, J")
+        );
+        assert_eq!(backend.len(), 2);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_row_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "dup.json",
+                r#"[{"k":"1"},{"k":"2"},{"k":"1"}]"#,
+                "rows 1 and 3 have the same key",
+            ),
+            (
+                "missing.json",
+                r#"[{"k":"1"},{"x":"2"}]"#,
+                "row 2: missing key column \"k\"",
+            ),
+            ("null.json", r#"[{"k":null}]"#, "row 1: missing key column"),
+            ("scalar.json", r#"[{"k":"1"}, 5]"#, "row 2 is not an object"),
+            ("object.json", r#"{"k":"1"}"#, "array"),
+            ("broken.json", r#"[{"k":"1"},"#, "EOF"),
+            (
+                "dup.csv",
+                "k,v\n1,a\n1,b\n",
+                "rows 1 and 2 have the same key",
+            ),
+            ("ragged.csv", "k,v\n1,a\n2\n", "row 2"),
+            ("nokey.csv", "x,v\n1,a\n", "no key column \"k\""),
+        ];
+        for (name, text, expected) in cases {
+            let path = write(&dir, name, text);
+            let err = FileBackend::load(3, &settings(&path, &["k"]), &columns(&["v"])).unwrap_err();
+            assert_eq!(err.path, "backends[3].path", "{name}");
+            assert!(err.reason.contains(expected), "{name}: {}", err.reason);
+        }
+        let err = FileBackend::load(0, &settings(&dir.path().join("absent.json"), &["k"]), &[])
+            .unwrap_err();
+        assert!(err.reason.contains("cannot read"), "{}", err.reason);
+    }
+
+    #[test]
+    fn a_bad_reload_keeps_the_old_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "c.json", r#"[{"k":"1","v":"a"}]"#);
+        let backend = FileBackend::load(0, &settings(&path, &["k"]), &columns(&["v"])).unwrap();
+        std::fs::write(&path, "[{").unwrap();
+        backend.reload();
+        assert_eq!(backend.lookup(&[Some("1")]).unwrap().get("v"), Some("a"));
+        std::fs::write(&path, r#"[{"k":"2","v":"b"}]"#).unwrap();
+        backend.reload();
+        assert!(backend.lookup(&[Some("1")]).is_none());
+        assert_eq!(backend.lookup(&[Some("2")]).unwrap().get("v"), Some("b"));
+    }
+}

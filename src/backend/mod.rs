@@ -1,0 +1,125 @@
+//! Lookup backends. A route hands its backend the request fields the
+//! backend asked for, in the backend's own order, and gets back at most one
+//! record. Each kind is one file and one arm of [`Backend`].
+
+use std::sync::Arc;
+
+use crate::{
+    configuration::{BackendSettings, ConfigError},
+    error::{ApiError, ErrorCode},
+};
+
+/// JSON or CSV files indexed in memory.
+pub mod file;
+
+/// Why a lookup could not be answered. The caller sees only
+/// `backend_error` and a fixed hint; the cause goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend did not answer within its timeout.
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// The backend answered with an error.
+    #[error("the backend failed")]
+    Failed(#[source] anyhow::Error),
+}
+
+/// The fixed hint of every backend error: the request's replay entry is
+/// already spent, so a retry needs a fresh signature.
+pub const RETRY_HINT: &str = "re-sign and retry";
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        ApiError::internal(ErrorCode::BackendError, RETRY_HINT, anyhow::Error::new(e))
+    }
+}
+
+/// One found record: column names and their values (`None` is null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    columns: Arc<[Box<str>]>,
+    values: Vec<Option<String>>,
+}
+
+impl Record {
+    /// A record whose `values[i]` belongs to `columns[i]`.
+    pub fn new(columns: Arc<[Box<str>]>, values: Vec<Option<String>>) -> Self {
+        Self { columns, values }
+    }
+
+    /// The value of `column`; `None` when it is null or not in the record.
+    pub fn get(&self, column: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .position(|c| &**c == column)
+            .and_then(|i| self.values.get(i))
+            .and_then(|v| v.as_deref())
+    }
+}
+
+/// A configured backend; one arm per kind.
+#[derive(Debug)]
+pub enum Backend {
+    /// `kind = "file"`.
+    File(file::FileBackend),
+}
+
+impl Backend {
+    /// Builds backend `index` of the file. `columns` are the response
+    /// fields of every route that uses it: the only columns it keeps.
+    pub fn build(
+        index: usize,
+        settings: &BackendSettings,
+        columns: &[String],
+    ) -> Result<Backend, ConfigError> {
+        match settings {
+            BackendSettings::File(s) => {
+                file::FileBackend::load(index, s, columns).map(Backend::File)
+            }
+        }
+    }
+
+    /// The configured name (the `backend` metric label).
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::File(b) => b.name(),
+        }
+    }
+
+    /// The request fields this backend needs, in the order `lookup` takes them.
+    pub fn arguments(&self) -> &[String] {
+        match self {
+            Backend::File(b) => b.key_columns(),
+        }
+    }
+
+    /// True when records of this backend can carry `column`.
+    pub fn provides(&self, column: &str) -> bool {
+        match self {
+            Backend::File(b) => b.provides(column),
+        }
+    }
+
+    /// Finds the record for `args` (in [`Backend::arguments`] order; `None`
+    /// is an absent optional field).
+    pub async fn lookup(&self, args: &[Option<&str>]) -> Result<Option<Record>, BackendError> {
+        match self {
+            Backend::File(b) => Ok(b.lookup(args)),
+        }
+    }
+
+    /// Readiness: `Ok` when the backend answers.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        match self {
+            Backend::File(_) => Ok(()),
+        }
+    }
+
+    /// Re-reads what can be re-read (SIGHUP). A bad new source keeps the
+    /// old data serving.
+    pub fn reload(&self) {
+        match self {
+            Backend::File(b) => b.reload(),
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! The configuration file: its schema (the key names are a documented
+//! contract), the layered load (file, then `VERIGATE_*__*` environment
+//! variables), secret references and the errors that refuse a bad file.
+
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The file read when neither `--config` nor `VERIGATE_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "verigate.toml";
+
+/// A configuration mistake: where it is (`routes[0].backend`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct ConfigError {
+    /// The key path, `server.bind` or `routes[2].keys[0]`.
+    pub path: String,
+    /// What is wrong, with a hint where one helps.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A mistake at `path`.
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Listeners, limits and timeouts.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Where admitted signatures are remembered.
+    pub replay: ReplaySettings,
+    /// Named lookup backends that routes refer to.
+    #[serde(default)]
+    pub backends: Vec<BackendSettings>,
+    /// The authenticated routes.
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address of the main listener (`127.0.0.1:0` picks a free port).
+    pub bind: SocketAddr,
+    /// When set, `/metrics` is served on this address only.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The request head must arrive within this many milliseconds.
+    pub header_timeout_ms: u64,
+    /// The whole body must arrive within this many milliseconds of the head.
+    pub body_timeout_ms: u64,
+    /// In-flight requests get this long to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_bind: None,
+            workers: 0,
+            max_body_bytes: 65_536,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            shutdown_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `[replay]`, tagged by `store` (default `memory`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "store", rename_all = "lowercase")]
+pub enum ReplaySettings {
+    /// In-process store; one replica only.
+    Memory(MemoryReplaySettings),
+}
+
+/// `[replay]` with `store = "memory"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryReplaySettings {
+    /// Live entries held at most; when full, new requests get 503 `store_full`.
+    #[serde(default = "default_capacity")]
+    pub capacity: u64,
+}
+
+fn default_capacity() -> u64 {
+    1_000_000
+}
+
+/// `[[backends]]`, tagged by `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BackendSettings {
+    /// A JSON array or CSV file indexed in memory at start.
+    File(FileBackendSettings),
+}
+
+impl BackendSettings {
+    /// The name routes use to refer to this backend.
+    pub fn name(&self) -> &str {
+        match self {
+            BackendSettings::File(s) => &s.name,
+        }
+    }
+
+    /// The `kind` key, for `check-config` and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendSettings::File(_) => "file",
+        }
+    }
+}
+
+/// `[[backends]]` with `kind = "file"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBackendSettings {
+    /// Name routes refer to.
+    pub name: String,
+    /// A `.json` file (array of objects) or a `.csv` file (header row).
+    pub path: PathBuf,
+    /// The columns that identify a row; the index key.
+    pub key: Vec<String>,
+}
+
+/// `[[routes]]`, tagged by `scheme`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case")]
+pub enum RouteSettings {
+    /// Contiple customer-info lookups (seed 000).
+    Contiple(ContipleRouteSettings),
+}
+
+impl RouteSettings {
+    /// The route's configured name (the `route` metric label).
+    pub fn name(&self) -> &str {
+        match self {
+            RouteSettings::Contiple(r) => &r.name,
+        }
+    }
+
+    /// The route's path.
+    pub fn path(&self) -> &str {
+        match self {
+            RouteSettings::Contiple(r) => &r.path,
+        }
+    }
+
+    /// The `scheme` key.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            RouteSettings::Contiple(_) => "contiple",
+        }
+    }
+}
+
+/// What a Contiple signature covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SignedContent {
+    /// Raw body bytes, then the timestamp string (the seed's Java example).
+    #[default]
+    #[serde(rename = "body+timestamp")]
+    BodyTimestamp,
+    /// Path and query as received, then the body, then the timestamp.
+    #[serde(rename = "uri+body+timestamp")]
+    UriBodyTimestamp,
+}
+
+/// `[[routes]]` with `scheme = "contiple"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContipleRouteSettings {
+    /// Route name: the `route` label of every metric.
+    pub name: String,
+    /// Exact path served (POST only).
+    pub path: String,
+    /// Security keys; any of them verifies (rotation). Secret references.
+    pub keys: Vec<SecretRef>,
+    /// What the signature covers.
+    #[serde(default)]
+    pub signed: SignedContent,
+    /// Accepted clock difference, both directions, in seconds.
+    #[serde(default = "default_tolerance_secs")]
+    pub tolerance_secs: u64,
+    /// When non-empty, only these client networks may call.
+    #[serde(default)]
+    pub allow_ips: Vec<Cidr>,
+    /// The backend that answers lookups.
+    pub backend: String,
+    /// Status for `backend_error`: 500 (default) or 503 (with `Retry-After`).
+    #[serde(default = "default_backend_error_status")]
+    pub backend_error_status: u16,
+    /// Body fields read for the lookup, required unless optional.
+    pub request_fields: Vec<String>,
+    /// Request fields that may be absent (looked up as null).
+    #[serde(default)]
+    pub optional_fields: Vec<String>,
+    /// The only fields that ever leave the service.
+    pub response_fields: Vec<String>,
+}
+
+fn default_tolerance_secs() -> u64 {
+    300
+}
+
+fn default_backend_error_status() -> u16 {
+    500
+}
+
+/// A network in CIDR notation; a bare address means that one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    /// True when `ip` lies in this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if let Ok(net) = value.parse::<IpNet>() {
+            return Ok(Cidr(net.trunc()));
+        }
+        if let Ok(ip) = value.parse::<IpAddr>() {
+            return Ok(Cidr(IpNet::from(ip.to_canonical())));
+        }
+        Err(format!(
+            "`{value}` is not a CIDR network or IP address (e.g. \"10.0.0.0/8\")"
+        ))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A secret as written in the file: `env:NAME`, `file:PATH` or a literal.
+///
+/// Held as a `SecretString` from deserialization on, since a literal is the
+/// secret itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretRef(SecretString);
+
+/// Where a resolved secret came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `env:NAME`.
+    Env,
+    /// `file:PATH`.
+    File,
+    /// Written in the file itself (warned about at start).
+    Literal,
+}
+
+impl SecretRef {
+    /// Wraps a reference string (for the CLI's `--key`).
+    pub fn new(reference: impl Into<String>) -> Self {
+        Self(SecretString::from(reference.into()))
+    }
+
+    /// Reads the secret this reference names; `path` is its config key path.
+    pub fn resolve(&self, path: &str) -> Result<(SecretString, SecretSource), ConfigError> {
+        let reference = self.0.expose_secret();
+        let (value, source) = if let Some(name) = reference.strip_prefix("env:") {
+            let value = std::env::var(name).map_err(|_| {
+                ConfigError::new(
+                    path,
+                    format!("environment variable {name} is not set (or not UTF-8)"),
+                )
+            })?;
+            (value, SecretSource::Env)
+        } else if let Some(file) = reference.strip_prefix("file:") {
+            let mut value = std::fs::read_to_string(file).map_err(|e| {
+                ConfigError::new(path, format!("cannot read secret file {file}: {e}"))
+            })?;
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            (value, SecretSource::File)
+        } else {
+            (reference.to_owned(), SecretSource::Literal)
+        };
+        if value.is_empty() {
+            return Err(ConfigError::new(path, "the secret is empty"));
+        }
+        Ok((SecretString::from(value), source))
+    }
+}
+
+impl Settings {
+    /// Loads `path` (or `verigate.toml`), then applies `VERIGATE_A__B`
+    /// environment overrides. Arrays (routes, backends) are not overridable,
+    /// and a `VERIGATE_` variable without `__` is never a config key.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let path = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+            )
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses a TOML document, with environment overrides applied.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Self::from_figment(
+            Figment::from(Serialized::default("replay.store", "memory"))
+                .merge(Toml::string(text))
+                .merge(env_overrides()),
+        )
+    }
+
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        figment.extract().map_err(|e| {
+            let first = e.into_iter().next();
+            match first {
+                Some(e) => {
+                    ConfigError::new(key_path(&e.path), e.kind.to_string().replace('`', "\""))
+                }
+                None => ConfigError::new("(file)", "invalid configuration"),
+            }
+        })
+    }
+}
+
+fn env_overrides() -> Env {
+    Env::prefixed("VERIGATE_")
+        .filter(|key| {
+            let key = key.as_str();
+            key.contains("__") && !key.starts_with("routes") && !key.starts_with("backends")
+        })
+        .split("__")
+}
+
+/// `["routes", "0", "backend"]` → `routes[0].backend`.
+fn key_path(segments: &[String]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        if segment.chars().all(|c| c.is_ascii_digit()) && !segment.is_empty() {
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(top level)");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[backends]]
+name = "customers"
+kind = "file"
+path = "data/customers.json"
+key = ["callNum"]
+
+[[routes]]
+name = "contiple"
+path = "/contiple/customer"
+scheme = "contiple"
+keys = ["demo-key"]
+backend = "customers"
+request_fields = ["callNum"]
+response_fields = ["userName"]
+"#;
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let settings = Settings::from_toml(MINIMAL).expect("minimal file parses");
+        assert_eq!(settings.server.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(settings.server.max_body_bytes, 65_536);
+        assert!(settings.server.trusted_proxies.is_empty());
+        let ReplaySettings::Memory(memory) = &settings.replay;
+        assert_eq!(memory.capacity, 1_000_000);
+        let RouteSettings::Contiple(route) = &settings.routes[0];
+        assert_eq!(route.tolerance_secs, 300);
+        assert_eq!(route.signed, SignedContent::BodyTimestamp);
+        assert_eq!(route.backend_error_status, 500);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_path() {
+        let err = Settings::from_toml("[server]\nbindd = \"x\"\n").unwrap_err();
+        assert_eq!(err.path, "server.bindd");
+        assert!(err.reason.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused() {
+        let text = MINIMAL.replace("scheme = \"contiple\"", "scheme = \"nope\"");
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert!(err.path.starts_with("routes[0]"), "{err}");
+        assert!(err.reason.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_field_names_the_field() {
+        let text = MINIMAL.replace("backend = \"customers\"\n", "");
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert!(err.to_string().contains("backend"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_cidr_is_refused_with_its_path() {
+        let text = format!("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n{MINIMAL}");
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert!(err.path.starts_with("server.trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn cidr_accepts_networks_and_bare_addresses() {
+        let net: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert!(net.contains(&"10.200.0.1".parse().unwrap()));
+        assert!(!net.contains(&"11.0.0.1".parse().unwrap()));
+        let host: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(host.contains(&"::ffff:192.0.2.7".parse().unwrap()));
+        assert!(!host.contains(&"192.0.2.8".parse().unwrap()));
+        assert!("not-an-ip".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn secret_references_resolve_and_refuse_empty_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let (value, source) = SecretRef::new(format!("file:{}", file.display()))
+            .resolve("k")
+            .unwrap();
+        assert_eq!(value.expose_secret(), "from-file");
+        assert_eq!(source, SecretSource::File);
+
+        let (value, source) = SecretRef::new("literal").resolve("k").unwrap();
+        assert_eq!(value.expose_secret(), "literal");
+        assert_eq!(source, SecretSource::Literal);
+
+        let err = SecretRef::new("").resolve("routes[0].keys[0]").unwrap_err();
+        assert_eq!(err.path, "routes[0].keys[0]");
+        let err = SecretRef::new("env:VERIGATE_TEST_SURELY_UNSET_VARIABLE")
+            .resolve("routes[0].keys[1]")
+            .unwrap_err();
+        assert!(err.reason.contains("VERIGATE_TEST_SURELY_UNSET_VARIABLE"));
+    }
+
+    #[test]
+    fn key_paths_render_indices_in_brackets() {
+        let segments: Vec<String> = ["routes", "3", "keys", "0"].map(String::from).to_vec();
+        assert_eq!(key_path(&segments), "routes[3].keys[0]");
+    }
+}

@@ -1,0 +1,180 @@
+//! The `verigate` command: serve, check a configuration, sign a request.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use verigate::{
+    configuration::{SecretRef, Settings},
+    domain::timestamp::now_millis,
+    sign,
+    startup::{Application, StartupError},
+    telemetry::{LogFormat, get_subscriber, init_subscriber},
+};
+
+/// Exit code of a refused configuration.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "verigate",
+    version,
+    about = "Signed-request verification gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured routes.
+    Serve {
+        /// Configuration file (default: verigate.toml in the working directory).
+        #[arg(long, env = "VERIGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log line format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration and print its routes; exit 2 when invalid.
+    CheckConfig {
+        /// Configuration file (default: verigate.toml in the working directory).
+        #[arg(long, env = "VERIGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the headers and a curl line for a signed request.
+    #[command(subcommand)]
+    Sign(SignCommand),
+}
+
+#[derive(Subcommand)]
+enum SignCommand {
+    /// A Contiple customer lookup (X-TC-Timestamp + Authorization).
+    Contiple {
+        /// The security key: a literal, env:NAME or file:PATH.
+        #[arg(long)]
+        key: String,
+        /// The JSON body, or @FILE to read it (bytes signed as they are).
+        #[arg(long)]
+        body: String,
+        /// Sign uri+body+timestamp with this path and query.
+        #[arg(long)]
+        uri: Option<String>,
+        /// The URL in the curl line.
+        #[arg(long)]
+        url: Option<String>,
+        /// Epoch milliseconds to sign with (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Sign(SignCommand::Contiple {
+            key,
+            body,
+            uri,
+            url,
+            timestamp,
+        }) => sign_contiple(&key, &body, uri, url, timestamp),
+    }
+}
+
+fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
+    init_subscriber(get_subscriber("info", log_format, std::io::stdout));
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => return refuse(&e),
+    };
+    let runtime = match actix_web::rt::System::new().block_on(async { run(settings).await }) {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(e) => e,
+    };
+    match runtime {
+        StartupError::Config(e) => refuse(&e),
+        other => {
+            eprintln!("error: {other}");
+            tracing::error!(error = %other, "verigate stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), StartupError> {
+    let application = Application::build(&settings)?;
+    tracing::info!(
+        port = application.port(),
+        metrics_port = application.metrics_port(),
+        version = env!("CARGO_PKG_VERSION"),
+        "verigate listening"
+    );
+    application
+        .run_until_stopped()
+        .await
+        .map_err(|source| StartupError::Bind {
+            address: settings.server.bind.to_string(),
+            source,
+        })?;
+    tracing::info!("verigate stopped");
+    Ok(())
+}
+
+fn check_config(config: Option<PathBuf>) -> ExitCode {
+    let report = Settings::load(config.as_deref()).and_then(|s| verigate::check_config::check(&s));
+    match report {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => refuse(&e),
+    }
+}
+
+fn refuse(error: &verigate::configuration::ConfigError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn sign_contiple(
+    key: &str,
+    body: &str,
+    uri: Option<String>,
+    url: Option<String>,
+    timestamp: Option<i64>,
+) -> ExitCode {
+    use secrecy::ExposeSecret;
+    let key = match SecretRef::new(key).resolve("--key") {
+        Ok((key, _)) => key,
+        Err(e) => return refuse(&e),
+    };
+    let bytes = match body.strip_prefix('@') {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                eprintln!("error: --body: cannot read {path}: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => body.as_bytes().to_vec(),
+    };
+    let headers = sign::contiple(
+        key.expose_secret().as_bytes(),
+        uri.as_deref(),
+        &bytes,
+        timestamp.unwrap_or_else(now_millis),
+    );
+    let url = url.unwrap_or_else(|| {
+        format!(
+            "http://127.0.0.1:8080{}",
+            uri.as_deref().unwrap_or("/contiple/customer")
+        )
+    });
+    println!("X-TC-Timestamp: {}", headers.timestamp);
+    println!("Authorization: {}", headers.authorization);
+    println!("{}", sign::contiple_curl(&url, &headers, body));
+    ExitCode::SUCCESS
+}
