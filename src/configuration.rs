@@ -210,9 +210,9 @@ pub struct ContipleRouteSettings {
     /// Accepted clock difference, both directions, in seconds.
     #[serde(default = "default_tolerance_secs")]
     pub tolerance_secs: u64,
-    /// When non-empty, only these client networks may call.
+    /// When non-empty, only these client networks may call (CIDR or address).
     #[serde(default)]
-    pub allow_ips: Vec<Cidr>,
+    pub allow_ips: Vec<String>,
     /// The backend that answers lookups.
     pub backend: String,
     /// Status for `backend_error`: 500 (default) or 503 (with `Retry-After`).

@@ -10,7 +10,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     backend::Backend,
     configuration::{ConfigError, RouteSettings, Settings},
-    metrics::Metrics,
+    metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE},
     replay::ReplayStore,
     request_body::BodyLimits,
     routes::{
@@ -35,6 +35,8 @@ pub struct AppState {
     pub limits: BodyLimits,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::configuration::Cidr>,
+    /// Metric handles of requests that matched no route.
+    pub unmatched: RouteMetrics,
 }
 
 /// The validated application, before any socket is opened.
@@ -80,7 +82,9 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
             "must be at least 1",
         ));
     }
+    let unmatched = metrics.route(UNMATCHED_ROUTE);
     let state = AppState {
+        unmatched,
         routes,
         replay: ReplayStore::from_settings(&settings.replay),
         backends,

@@ -88,7 +88,10 @@ impl MemoryStore {
                 return Err(ReplayError::Full);
             }
         }
-        let entry = self.cache.entry(*key).or_insert(ttl);
+        // `or_insert_with` coalesces concurrent inserts of one key (only one
+        // caller runs the closure and sees a fresh entry); `or_insert` is a
+        // get-then-insert and would admit two concurrent copies.
+        let entry = self.cache.entry(*key).or_insert_with(|| ttl);
         if entry.is_fresh() {
             Ok(true)
         } else {

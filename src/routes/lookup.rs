@@ -34,6 +34,9 @@ pub async fn dispatch(
     let Some(route) = state.routes.find(request.uri().path()) else {
         let error = ApiError::new(ErrorCode::NotFound, "no route serves this path");
         let mut response = render_error(Envelope::default(), StatusCode::NOT_FOUND, &error);
+        state
+            .unmatched
+            .finished(Some(error.code), started.elapsed().as_secs_f64());
         finish(&mut response, UNMATCHED_ROUTE.into(), Some(error.code));
         return response;
     };

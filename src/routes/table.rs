@@ -11,7 +11,8 @@ use crate::{
     backend::Backend,
     client_ip::AllowList,
     configuration::{
-        ConfigError, ContipleRouteSettings, RouteSettings, SecretRef, SecretSource, SignedContent,
+        Cidr, ConfigError, ContipleRouteSettings, RouteSettings, SecretRef, SecretSource,
+        SignedContent,
     },
     domain::lookup_request::FieldSpec,
     envelope::Envelope,
@@ -209,7 +210,7 @@ fn build_contiple(
         name: Arc::from(settings.name.as_str()),
         scheme: Scheme::Contiple(scheme),
         replay_ttl,
-        allow_ips: AllowList::new(settings.allow_ips.clone()),
+        allow_ips: parse_allow_ips(&settings.allow_ips, &at("allow_ips"))?,
         backend_metrics: metrics.backend(lookup.backend.name()),
         backend: lookup.backend,
         backend_args: lookup.backend_args,
@@ -342,4 +343,18 @@ fn warn_shared_keys(keys: &[(usize, secrecy::SecretString)], warnings: &mut Vec<
             }
         }
     }
+}
+
+/// Parses `allow_ips` entries, naming the bad one.
+fn parse_allow_ips(entries: &[String], at: &str) -> Result<AllowList, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(k, entry)| {
+            entry
+                .parse::<Cidr>()
+                .map_err(|reason| ConfigError::new(format!("{at}[{k}]"), reason))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(AllowList::new)
 }

@@ -162,7 +162,8 @@ mod tests {
         let stale = (NOW - 300_001).to_string();
         let good = sign(&format!("{{}}{ts}"));
         let wrong = sign("other");
-        let cases: Vec<(Vec<(&str, &str)>, VerifyError, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, VerifyError, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 vec![("authorization", "x")],
                 VerifyError::MissingTimestamp("X-TC-Timestamp"),

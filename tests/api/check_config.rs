@@ -1,0 +1,226 @@
+//! `verigate check-config`: a bad file is refused with its key path and
+//! exit code 2, never a panic; a good one is described without secrets.
+
+use std::process::Command;
+
+use crate::helpers::{CUSTOMERS, KEY, verigate_bin};
+
+fn base(data: &str) -> String {
+    format!(
+        r#"
+[[backends]]
+name = "customers"
+kind = "file"
+path = "{data}"
+key = ["callNum", "nation"]
+
+[[routes]]
+name = "contiple"
+path = "/contiple/customer"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "customers"
+request_fields = ["callNum", "nation"]
+optional_fields = ["nation"]
+response_fields = ["userName", "id"]
+"#
+    )
+}
+
+fn run(config: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("customers.json");
+    std::fs::write(&data, CUSTOMERS).unwrap();
+    std::fs::write(dir.path().join("broken.json"), "[{\"callNum\":").unwrap();
+    let text = config
+        .replace("{data}", &data.display().to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    let path = dir.path().join("verigate.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(verigate_bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("VERIGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_valid_file_is_described_without_its_secrets() {
+    let (code, stdout, stderr) = run(&base("{data}"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("contiple"), "{stdout}");
+    assert!(stdout.contains("/contiple/customer"), "{stdout}");
+    assert!(stdout.contains("scheme=contiple"), "{stdout}");
+    assert!(stdout.contains("backend=customers"), "{stdout}");
+    assert!(stdout.contains("keys=1"), "{stdout}");
+    assert!(
+        stdout.contains("warning: routes[0].keys[0]"),
+        "literal key warned: {stdout}"
+    );
+    assert!(
+        !stdout.contains(KEY) && !stderr.contains(KEY),
+        "the key never printed"
+    );
+}
+
+#[test]
+fn broken_files_are_refused_with_their_key_path() {
+    let good = base("{data}");
+    let second_route = r#"
+[[routes]]
+name = "second"
+path = "/contiple/customer"
+scheme = "contiple"
+keys = ["k"]
+backend = "customers"
+request_fields = ["callNum", "nation"]
+response_fields = ["userName"]
+"#;
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("[server]\nbindd = \"127.0.0.1:1\"\n{good}"),
+            "server.bindd",
+            "unknown key",
+        ),
+        (
+            good.replace("scheme = \"contiple\"", "scheme = \"hmac-magic\""),
+            "routes[0]",
+            "unknown scheme",
+        ),
+        (
+            format!("{good}{second_route}"),
+            "routes[1].path",
+            "duplicate route path",
+        ),
+        (
+            good.replace(
+                &format!("\"{KEY}\""),
+                "\"env:VERIGATE_TEST_DEFINITELY_UNSET\"",
+            ),
+            "routes[0].keys[0]",
+            "missing env var",
+        ),
+        (
+            good.replace(&format!("\"{KEY}\""), "\"\""),
+            "routes[0].keys[0]",
+            "empty key",
+        ),
+        (
+            good.replace(&format!("keys = [\"{KEY}\"]"), "keys = []"),
+            "routes[0].keys",
+            "no keys",
+        ),
+        (
+            good.replace("backend = \"customers\"", "backend = \"x\""),
+            "routes[0].backend",
+            "no backend named",
+        ),
+        (
+            good.replace(
+                "optional_fields",
+                "allow_ips = [\"10.0.0.0/40\"]\noptional_fields",
+            ),
+            "routes[0].allow_ips",
+            "bad CIDR",
+        ),
+        (
+            good.replace("{data}", "{dir}/absent.json"),
+            "backends[0].path",
+            "unreadable data file",
+        ),
+        (
+            good.replace("{data}", "{dir}/broken.json"),
+            "backends[0].path",
+            "malformed data file",
+        ),
+        (
+            good.replace("[\"userName\", \"id\"]", "[\"userName\", \"email\"]"),
+            "routes[0].response_fields[1]",
+            "field the backend cannot provide",
+        ),
+        (
+            good.replace(
+                "optional_fields = [\"nation\"]",
+                "optional_fields = [\"agent\"]",
+            ),
+            "routes[0].optional_fields[0]",
+            "optional field not requested",
+        ),
+        (
+            good.replace(
+                "request_fields = [\"callNum\", \"nation\"]",
+                "request_fields = [\"callNum\"]",
+            )
+            .replace("optional_fields = [\"nation\"]", ""),
+            "routes[0].request_fields",
+            "backend key not requested",
+        ),
+        (
+            good.replace("tolerance_secs", "x").replace(
+                "backend = \"customers\"",
+                "backend = \"customers\"\ntolerance_secs = \"five\"",
+            ),
+            "routes[0]",
+            "wrong type",
+        ),
+        (
+            good.replace("signed", "x").replace(
+                "backend = \"customers\"",
+                "backend = \"customers\"\nbackend_error_status = 418",
+            ),
+            "routes[0].backend_error_status",
+            "bad status",
+        ),
+        (
+            good.replace("path = \"/contiple/customer\"", "path = \"/metrics\""),
+            "routes[0].path",
+            "reserved path",
+        ),
+        ("this is not toml".to_string(), "", "not TOML"),
+    ];
+    for (config, path, what) in cases {
+        let (code, stdout, stderr) = run(&config);
+        assert_eq!(
+            code, 2,
+            "{what}: exit code; stdout {stdout} stderr {stderr}"
+        );
+        assert!(stderr.contains(path), "{what}: {stderr} should name {path}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(!stderr.contains(KEY), "{what}: no secret in errors");
+    }
+}
+
+#[test]
+fn a_missing_file_is_refused_with_exit_code_2() {
+    let output = Command::new(verigate_bin())
+        .args(["check-config", "--config", "/definitely/not/here.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/definitely/not/here.toml"));
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() {
+    let output = Command::new(verigate_bin())
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("VERIGATE_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("/contiple/customer"));
+}
