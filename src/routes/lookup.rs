@@ -52,6 +52,16 @@ pub async fn dispatch(
             };
             log_failure(&route.name, &error);
             let mut response = render_error(route.envelope, status, &error);
+            if matches!(
+                error.code,
+                ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout
+            ) {
+                // The rest of the body is unread: close rather than let the
+                // server drain whatever the client keeps sending.
+                response
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+            }
             if error.code == ErrorCode::MethodNotAllowed {
                 response
                     .headers_mut()

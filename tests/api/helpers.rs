@@ -72,6 +72,10 @@ response_fields = ["userName", "id"]
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// The main port.
+    pub port: u16,
+    /// The metrics port, when `metrics_bind` is set.
+    pub metrics_port: Option<u16>,
     /// A client without connection reuse limits.
     pub client: reqwest::Client,
     _dir: TempDir,
@@ -107,9 +111,12 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
     let settings = Settings::from_toml(&text).expect("test config parses");
     let application = Application::build(&settings).expect("application builds");
     let port = application.port();
+    let metrics_port = application.metrics_port();
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        port,
+        metrics_port,
         client: reqwest::Client::new(),
         _dir: dir,
     }
@@ -254,6 +261,30 @@ impl Call {
         message.extend_from_slice(&self.body);
         message.extend_from_slice(timestamp);
         sign(&self.key, &message)
+    }
+
+    /// The request as raw HTTP/1.1: the head (with `Content-Length`) and
+    /// the body, for tests that write to a socket themselves.
+    pub fn raw_parts(&self, path: &str) -> (Vec<u8>, Vec<u8>) {
+        let frozen = self.clone().frozen();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
+            frozen.body.len()
+        )
+        .into_bytes();
+        for (name, part) in [
+            ("X-TC-Timestamp", &frozen.timestamp),
+            ("Authorization", &frozen.authorization),
+        ] {
+            if let Part::Raw(value) = part {
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+        head.extend_from_slice(b"\r\n");
+        (head, frozen.body)
     }
 
     /// Sends the call to `app` (the server at `address`).

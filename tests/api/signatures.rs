@@ -12,8 +12,16 @@ const BODY: &str = r#"{"callNum":"1","nation":"korea"}"#;
 #[tokio::test]
 async fn malformed_signatures_are_403_bad_signature() {
     let app = spawn_app().await;
-    let ts = now_ms().to_string();
-    let good = sign(KEY, format!("{BODY}{ts}").as_bytes());
+    // A timestamp whose signature has a character that URL-safe Base64
+    // spells differently.
+    let (ts, good) = (0..)
+        .map(|n| {
+            let ts = (now_ms() - n).to_string();
+            let good = sign(KEY, format!("{BODY}{ts}").as_bytes());
+            (ts, good)
+        })
+        .find(|(_, good)| good.contains(['+', '/']))
+        .unwrap();
     let raw = STANDARD.decode(&good).unwrap();
     // The character before '=' carries two unused bits; flip the lowest.
     let mut non_canonical = good.clone().into_bytes();

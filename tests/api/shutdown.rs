@@ -1,0 +1,41 @@
+//! SIGTERM: stop accepting, let in-flight requests finish, exit 0.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::{
+    helpers::{Call, PATH, default_config},
+    process::ServerProcess,
+    raw_http::{connect, read_reply, status},
+};
+
+#[tokio::test]
+async fn sigterm_lets_a_request_whose_body_is_still_arriving_finish() {
+    let mut server = ServerProcess::start(&default_config(), &[]);
+    let call = Call::new(r#"{"callNum":"1","nation":"korea"}"#).frozen();
+    let (head, body) = call.raw_parts(PATH);
+    let (first, rest) = body.split_at(10);
+
+    // Arrange: a request in flight, its body half sent.
+    let mut stream = connect(server.port).await;
+    stream.write_all(&head).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Act: SIGTERM, then the rest of the body.
+    server.terminate();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await;
+    stream.write_all(rest).await.unwrap();
+    let reply = read_reply(&mut stream, Duration::from_secs(10)).await;
+
+    // Assert
+    assert_eq!(status(&reply), 200, "{reply}");
+    assert!(reply.contains(r#""userName":"test""#), "{reply}");
+    assert!(refused.is_err(), "no new connections after SIGTERM");
+    let started = Instant::now();
+    let exit = server.wait(Duration::from_secs(35));
+    assert!(exit.success(), "exit status {exit:?}\n{}", server.log());
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
