@@ -72,7 +72,9 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
         }
         backend_names.push(name);
         let columns = response_columns(&settings.routes, name);
-        backends.push(Arc::new(Backend::build(index, backend, &columns)?));
+        backends.push(Arc::new(Backend::build(
+            index, backend, &columns, &metrics,
+        )?));
     }
     let (routes, summaries, warnings) = RouteTable::build(&settings.routes, &backends, &metrics)?;
     let server = &settings.server;

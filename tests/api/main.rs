@@ -15,6 +15,8 @@ mod operations;
 mod process;
 mod raw_http;
 mod replay;
+#[allow(dead_code)] // used by the redis and SQL suites as they land
+mod servers;
 mod shutdown;
 mod signatures;
 mod timestamps;
