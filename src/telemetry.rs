@@ -87,10 +87,11 @@ pub struct AccessOutcome {
 pub fn request_id(incoming: Option<&HeaderValue>) -> Arc<str> {
     if let Some(value) = incoming {
         let bytes = value.as_bytes();
-        if (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
-            if let Ok(text) = value.to_str() {
-                return Arc::from(text);
-            }
+        if (1..=128).contains(&bytes.len())
+            && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+            && let Ok(text) = value.to_str()
+        {
+            return Arc::from(text);
         }
     }
     Arc::from(uuid::Uuid::new_v4().simple().to_string())
@@ -148,10 +149,10 @@ pub async fn echo_request_id(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request.extensions().get::<RequestId>().cloned();
     let mut response = next.call(request).await?;
-    if let Some(RequestId(id)) = id {
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, value);
-        }
+    if let Some(RequestId(id)) = id
+        && let Ok(value) = HeaderValue::from_str(&id)
+    {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     Ok(response)
 }
