@@ -59,10 +59,10 @@ impl ServerProcess {
             let port_tx = port_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("verigate listening") {
-                        if let Some(port) = field(&line, "port") {
-                            let _ = port_tx.send(port);
-                        }
+                    if line.contains("verigate listening")
+                        && let Some(port) = field(&line, "port")
+                    {
+                        let _ = port_tx.send(port);
                     }
                     let mut log = log.lock().unwrap();
                     log.push_str(&line);
