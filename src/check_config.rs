@@ -30,7 +30,7 @@ pub fn check(settings: &Settings) -> Result<String, ConfigError> {
     for backend in &settings.backends {
         let _ = writeln!(out, "  {}  kind={}", backend.name(), backend.kind());
     }
-    let _ = writeln!(out, "replay store: {}", built.state.replay.kind());
+    let _ = writeln!(out, "replay store: {}", built.state.replay.describe());
     for warning in &built.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }

@@ -100,6 +100,44 @@ impl Default for ServerSettings {
 pub enum ReplaySettings {
     /// In-process store; one replica only.
     Memory(MemoryReplaySettings),
+    /// Redis, shared by every replica.
+    Redis(RedisReplaySettings),
+}
+
+/// `[replay]` with `store = "redis"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisReplaySettings {
+    /// `redis://[:password@]host:port/db` (or `rediss://`), as a secret reference.
+    pub redis_url: SecretRef,
+    /// Prefix of the replay keys and of the epoch key (`<prefix>epoch`).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Time allowed for one store call, in milliseconds.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// What a store failure does: `reject` (503, the default) or `allow`.
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+}
+
+/// What happens to a request when the replay store fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// Fail closed: 503 `store_unavailable`, nothing admitted unchecked.
+    #[default]
+    Reject,
+    /// Fail open: admit without replay protection (counted and warned).
+    Allow,
+}
+
+fn default_key_prefix() -> String {
+    "verigate:".into()
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    200
 }
 
 /// `[replay]` with `store = "memory"`.
@@ -429,12 +467,32 @@ response_fields = ["userName"]
         assert_eq!(settings.server.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(settings.server.max_body_bytes, 65_536);
         assert!(settings.server.trusted_proxies.is_empty());
-        let ReplaySettings::Memory(memory) = &settings.replay;
+        let ReplaySettings::Memory(memory) = &settings.replay else {
+            panic!("memory is the default store");
+        };
         assert_eq!(memory.capacity, 1_000_000);
         let RouteSettings::Contiple(route) = &settings.routes[0];
         assert_eq!(route.tolerance_secs, 300);
         assert_eq!(route.signed, SignedContent::BodyTimestamp);
         assert_eq!(route.backend_error_status, 500);
+    }
+
+    #[test]
+    fn a_redis_store_gets_its_defaults_and_refuses_memory_keys() {
+        let text =
+            format!("[replay]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1/0\"\n{MINIMAL}");
+        let settings = Settings::from_toml(&text).unwrap();
+        let ReplaySettings::Redis(redis) = &settings.replay else {
+            panic!("redis store expected");
+        };
+        assert_eq!(redis.key_prefix, "verigate:");
+        assert_eq!(redis.timeout_ms, 200);
+        assert_eq!(redis.on_store_error, OnStoreError::Reject);
+        let err = Settings::from_toml(
+            &text.replace("store = \"redis\"", "store = \"redis\"\ncapacity = 5"),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("capacity"), "{err}");
     }
 
     #[test]

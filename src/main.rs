@@ -105,7 +105,7 @@ fn serve(config: Option<PathBuf>, log_format: LogFormat) -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), StartupError> {
-    let application = Application::build(&settings)?;
+    let application = Application::build(&settings).await?;
     tracing::info!(
         port = application.port(),
         metrics_port = application.metrics_port(),
@@ -124,7 +124,20 @@ async fn run(settings: Settings) -> Result<(), StartupError> {
 }
 
 fn check_config(config: Option<PathBuf>) -> ExitCode {
-    let report = Settings::load(config.as_deref()).and_then(|s| verigate::check_config::check(&s));
+    // Building the state prepares (never opens) connections, which needs a runtime.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async {
+        Settings::load(config.as_deref()).and_then(|s| verigate::check_config::check(&s))
+    });
     match report {
         Ok(report) => {
             print!("{report}");

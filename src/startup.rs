@@ -9,7 +9,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     backend::Backend,
-    configuration::{ConfigError, RouteSettings, Settings},
+    configuration::{ConfigError, OnStoreError, ReplaySettings, RouteSettings, Settings},
     metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE},
     replay::ReplayStore,
     request_body::BodyLimits,
@@ -52,6 +52,7 @@ pub struct Built {
 
 /// Validates `settings` and builds the state: backends load their data,
 /// secrets resolve, routes check their fields against their backends.
+/// Opens no connection, but needs a Tokio runtime (Redis).
 pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
     let metrics = Metrics::new();
     let mut backend_names: Vec<&str> = Vec::new();
@@ -76,7 +77,17 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
             index, backend, &columns, &metrics,
         )?));
     }
-    let (routes, summaries, warnings) = RouteTable::build(&settings.routes, &backends, &metrics)?;
+    let (routes, summaries, mut warnings) =
+        RouteTable::build(&settings.routes, &backends, &metrics)?;
+    if let ReplaySettings::Redis(redis) = &settings.replay
+        && redis.on_store_error == OnStoreError::Allow
+    {
+        warnings.push(
+            "replay.on_store_error = \"allow\": while Redis fails, requests are admitted \
+             WITHOUT replay protection"
+                .into(),
+        );
+    }
     let server = &settings.server;
     if server.max_body_bytes == 0 {
         return Err(ConfigError::new(
@@ -88,7 +99,7 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
     let state = AppState {
         unmatched,
         routes,
-        replay: ReplayStore::from_settings(&settings.replay),
+        replay: ReplayStore::from_settings(&settings.replay, &metrics)?,
         backends,
         metrics,
         limits: BodyLimits {
@@ -150,11 +161,14 @@ pub struct Application {
 
 impl Application {
     /// Builds the state and binds the listeners (port 0 picks a free port).
-    pub fn build(settings: &Settings) -> Result<Application, StartupError> {
+    /// The replay store's epoch is written before the first request can
+    /// arrive (best effort: a store that is down is only logged).
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         let built = build_state(settings)?;
         for warning in &built.warnings {
             tracing::warn!("{warning}");
         }
+        built.state.replay.init().await;
         let state = web::Data::new(built.state);
         let server = &settings.server;
         let bind = |address: std::net::SocketAddr| {

@@ -100,6 +100,11 @@ impl MemoryStore {
         }
     }
 
+    /// The most live entries it holds.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Entries currently counted live.
     pub fn live_entries(&self) -> u64 {
         self.live.load(Ordering::Acquire)

@@ -122,7 +122,11 @@ async fn lookup(
 
     let first = state
         .replay
-        .first_seen(&verified.replay_key, route.replay_ttl)
+        .first_seen(
+            &verified.replay_key,
+            route.replay_ttl,
+            verified.timestamp_ms,
+        )
         .await?;
     if !first {
         route.metrics.replay_rejected();

@@ -67,6 +67,7 @@ impl ContipleScheme {
         Ok(Verified {
             replay_key: ReplayKey::from_mac("contiple", signature.as_bytes()),
             key_id,
+            timestamp_ms: Some(timestamp.millis()),
         })
     }
 }

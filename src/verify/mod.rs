@@ -33,6 +33,8 @@ pub struct Verified {
     pub replay_key: ReplayKey,
     /// Which key of the ring matched (its position in `keys`).
     pub key_id: usize,
+    /// The signed timestamp, in epoch milliseconds, when the scheme has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A configured scheme; one arm per scheme.

@@ -109,7 +109,9 @@ pub async fn spawn_app_with(config: &str) -> TestApp {
         .replace("{data}", &data.display().to_string())
         .replace("{dir}", &dir.path().display().to_string());
     let settings = Settings::from_toml(&text).expect("test config parses");
-    let application = Application::build(&settings).expect("application builds");
+    let application = Application::build(&settings)
+        .await
+        .expect("application builds");
     let port = application.port();
     let metrics_port = application.metrics_port();
     tokio::spawn(application.run_until_stopped());

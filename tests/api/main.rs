@@ -14,8 +14,8 @@ mod network;
 mod operations;
 mod process;
 mod raw_http;
+mod redis_store;
 mod replay;
-#[allow(dead_code)] // used by the redis and SQL suites as they land
 mod servers;
 mod shutdown;
 mod signatures;

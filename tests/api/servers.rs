@@ -4,7 +4,7 @@
 
 use std::{
     net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -122,11 +122,6 @@ impl RedisServer {
     pub fn restart_empty(&mut self) {
         self.stop();
         self.launch();
-    }
-
-    /// The temp directory (for logs or sockets).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

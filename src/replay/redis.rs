@@ -1,0 +1,181 @@
+//! The Redis replay store: what lets several replicas share one view of
+//! what was already admitted. One round trip per request: a server-side
+//! script does the epoch check and the `SET key 1 NX PX ttl` atomically.
+//!
+//! The epoch guard (DESIGN §8a): a Redis that restarts without persistence,
+//! or fails over, forgets admitted requests. verigate keeps `<prefix>epoch`,
+//! the time it was written; the script writes it whenever it is missing and,
+//! for one window after it, refuses requests signed before it (they may
+//! have been admitted before the loss). Checking in the script, on every
+//! call, catches a loss however the connection came back.
+
+use std::time::Duration;
+
+use redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use secrecy::ExposeSecret;
+
+use super::{ReplayError, ReplayKey};
+use crate::{
+    configuration::{ConfigError, RedisReplaySettings},
+    domain::timestamp::now_millis,
+};
+
+/// KEYS[1] replay key, KEYS[2] epoch key; ARGV[1] ttl ms (also the guard
+/// window), ARGV[2] the request's timestamp ms (-1: none), ARGV[3] now ms.
+/// Returns 1 first seen, 0 replay, -1 signed before the epoch.
+const ADMIT_SCRIPT: &str = r"
+local now = tonumber(ARGV[3])
+local epoch = tonumber(redis.call('GET', KEYS[2]))
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[3])
+  epoch = now
+end
+local ts = tonumber(ARGV[2])
+if ts >= 0 and ts < epoch and now < epoch + tonumber(ARGV[1]) then
+  return -1
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return 1
+end
+return 0
+";
+
+/// A lazily connected, self-reconnecting Redis store.
+pub struct RedisStore {
+    manager: ConnectionManager,
+    admit: Script,
+    prefix: String,
+    epoch_key: String,
+    timeout: Duration,
+    address: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Resolves the URL and prepares a connection manager that connects on
+    /// first use and reconnects by itself. Must run inside a Tokio runtime.
+    pub fn connect_lazily(settings: &RedisReplaySettings) -> Result<Self, ConfigError> {
+        let (url, _) = settings.redis_url.resolve("replay.redis_url")?;
+        let client = Client::open(url.expose_secret()).map_err(|e| {
+            ConfigError::new("replay.redis_url", format!("not a Redis URL: {}", kind(&e)))
+        })?;
+        let info = client.get_connection_info();
+        let address = format!("{}/{}", info.addr(), info.redis_settings().db());
+        if settings.timeout_ms == 0 {
+            return Err(ConfigError::new("replay.timeout_ms", "must be at least 1"));
+        }
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            ConfigError::new(
+                "replay.redis_url",
+                format!("cannot use this Redis: {}", kind(&e)),
+            )
+        })?;
+        Ok(Self {
+            manager,
+            admit: Script::new(ADMIT_SCRIPT),
+            epoch_key: format!("{}epoch", settings.key_prefix),
+            prefix: settings.key_prefix.clone(),
+            timeout,
+            address,
+        })
+    }
+
+    /// `host:port/db`, never the password.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// See [`super::ReplayStore::first_seen`].
+    pub async fn first_seen(
+        &self,
+        key: &ReplayKey,
+        ttl: Duration,
+        timestamp_ms: Option<i64>,
+    ) -> Result<bool, ReplayError> {
+        let replay_key = format!("{}r:{}", self.prefix, hex(key.as_bytes()));
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.manager.clone();
+        // `invoke_async` sends EVALSHA and reloads the script on NOSCRIPT
+        // (after a restart or SCRIPT FLUSH).
+        let mut invocation = self.admit.key(&replay_key);
+        invocation
+            .key(&self.epoch_key)
+            .arg(ttl_ms)
+            .arg(timestamp_ms.unwrap_or(-1))
+            .arg(now_millis());
+        let call = invocation.invoke_async::<i64>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(1)) => Ok(true),
+            Ok(Ok(0)) => Ok(false),
+            Ok(Ok(_)) => {
+                tracing::warn!(
+                    "request signed before the replay store's epoch (Redis lost its data); \
+                     refused as a possible replay"
+                );
+                Ok(false)
+            }
+            Ok(Err(e)) => Err(ReplayError::Unavailable(anyhow::Error::new(e))),
+            Err(_) => Err(ReplayError::Unavailable(anyhow::anyhow!(
+                "no answer from Redis within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Readiness: a PING within the timeout.
+    pub async fn check_ready(&self) -> Result<(), String> {
+        let mut connection = self.manager.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(self.timeout, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("redis error: {}", kind(&e))),
+            Err(_) => Err("redis did not answer in time".into()),
+        }
+    }
+
+    /// Writes the epoch key when it is missing, so requests signed after
+    /// start are never taken for pre-loss ones.
+    pub async fn init_epoch(&self) {
+        let mut connection = self.manager.clone();
+        let mut command = redis::cmd("SET");
+        command.arg(&self.epoch_key).arg(now_millis()).arg("NX");
+        let set = command.query_async::<Option<String>>(&mut connection);
+        match tokio::time::timeout(self.timeout, set).await {
+            Ok(Ok(Some(_))) => tracing::info!("wrote the replay store's epoch key"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %kind(&e), "cannot reach Redis at start"),
+            Err(_) => tracing::warn!("Redis did not answer at start"),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The error's kind only: a Redis error's text can echo server replies.
+fn kind(error: &redis::RedisError) -> String {
+    format!("{:?}", error.kind())
+}

@@ -1,0 +1,248 @@
+//! The Redis replay store: replicas sharing one view, the epoch guard, and
+//! outages in both failure modes. Every test starts its own redis-server.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::{
+    helpers::{Call, assert_error, default_config, metric_value, spawn_app_with, status_and_json},
+    process::ServerProcess,
+    servers::RedisServer,
+};
+
+const BODY: &str = r#"{"callNum":"1","nation":"korea"}"#;
+
+fn redis_config(redis: &RedisServer, extra: &str) -> String {
+    default_config().replace(
+        "store = \"memory\"\ncapacity = 100000",
+        &format!(
+            "store = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"test:\"\ntimeout_ms = 300\n{extra}",
+            redis.url()
+        ),
+    )
+}
+
+fn unique(n: usize) -> String {
+    format!(r#"{{"callNum":"1","nation":"korea","n":{n}}}"#)
+}
+
+#[tokio::test]
+async fn two_replicas_sharing_redis_admit_one_of_200_concurrent_copies() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = redis_config(&redis, "");
+    let replicas = [
+        ServerProcess::start(&config, &[]),
+        ServerProcess::start(&config, &[]),
+    ];
+    let call = Call::new(BODY).frozen();
+    let responses = join_all((0..200).map(|i| {
+        let call = call.clone();
+        let address = replicas[i % 2].address.clone();
+        async move { call.send_to(&reqwest::Client::new(), &address).await }
+    }))
+    .await;
+    let mut admitted = 0;
+    for response in responses {
+        if response.status() == 200 {
+            admitted += 1;
+        } else {
+            assert_error(response, 403, "replayed", "concurrent copy").await;
+        }
+    }
+    assert_eq!(admitted, 1);
+}
+
+#[tokio::test]
+async fn after_redis_loses_its_data_an_old_request_is_still_refused() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    let admitted = Call::new(BODY).frozen();
+    assert_eq!(admitted.send(&app).await.status(), 200);
+
+    redis.restart_empty();
+
+    // The replay inside its window: the epoch guard refuses it, whether
+    // the first call after the loss errs or not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = admitted.send(&app).await;
+        match response.status().as_u16() {
+            503 => {
+                assert!(Instant::now() < deadline, "redis never came back");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => {
+                assert_error(response, 403, "replayed", "replay after data loss").await;
+                break;
+            }
+        }
+    }
+    // Fresh requests succeed again (signed after the new epoch).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let status = Call::new(unique(n)).send(&app).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fresh requests never succeeded: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_every_request_is_503_and_none_admitted() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    assert_eq!(Call::new(unique(0)).send(&app).await.status(), 200);
+    assert_eq!(readyz(&app).await, 200);
+
+    redis.stop();
+    for n in 1..=20 {
+        let started = Instant::now();
+        let response = Call::new(unique(n)).send(&app).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "answered in bounded time"
+        );
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_error(response, 503, "store_unavailable", "during the outage").await;
+    }
+    assert_eq!(readyz(&app).await, 503);
+
+    redis.restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 100;
+    loop {
+        n += 1;
+        if Call::new(unique(n)).send(&app).await.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "verigate did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(readyz(&app).await, 200);
+    let text = metrics(&app).await;
+    assert!(
+        metric_value(
+            &text,
+            r#"verigate_replay_store_errors_total{store="redis"}"#
+        ) >= 20.0
+    );
+    assert!(
+        metric_value(
+            &text,
+            r#"verigate_replay_store_duration_seconds_count{store="redis"}"#
+        ) >= 22.0
+    );
+}
+
+#[tokio::test]
+async fn in_allow_mode_an_outage_admits_and_counts() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "on_store_error = \"allow\"")).await;
+    redis.stop();
+    for n in 0..5 {
+        let (status, body) = status_and_json(Call::new(unique(n)).send(&app).await).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let text = metrics(&app).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"verigate_replay_store_fail_open_total{store="redis"}"#
+        ),
+        5.0
+    );
+}
+
+#[tokio::test]
+async fn a_redis_down_at_start_does_not_stop_verigate() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    redis.stop();
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    assert_eq!(readyz(&app).await, 503);
+    let response = Call::new(unique(0)).send(&app).await;
+    assert_error(response, 503, "store_unavailable", "redis down").await;
+    redis.restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz(&app).await != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn check_config_shows_the_redis_host_never_the_password() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url().replace("redis://", "redis://:s3cret-pw@");
+    let config = default_config()
+        .replace(
+            "store = \"memory\"\ncapacity = 100000",
+            &format!("store = \"redis\"\nredis_url = \"{url}\"\non_store_error = \"allow\""),
+        )
+        .replace("{data}", "data/customers.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verigate.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = std::process::Command::new(crate::helpers::verigate_bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("127.0.0.1:{}", redis.port)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("on_store_error"),
+        "allow mode is warned: {stdout}"
+    );
+    assert!(!stdout.contains("s3cret-pw") && !stderr.contains("s3cret-pw"));
+}
+
+async fn readyz(app: &crate::helpers::TestApp) -> u16 {
+    app.client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn metrics(app: &crate::helpers::TestApp) -> String {
+    app.client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
