@@ -17,6 +17,8 @@ pub mod domain;
 pub mod envelope;
 /// The error-code registry shared by every stage and envelope.
 pub mod error;
+/// `verigate bench`: end-to-end load figures on loopback.
+pub mod loadgen;
 /// Prometheus registry and the metric handles of the request path.
 pub mod metrics;
 /// Replay stores: remember each admitted signature for its window.

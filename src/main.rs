@@ -45,6 +45,28 @@ enum Command {
     /// Print the headers and a curl line for a signed request.
     #[command(subcommand)]
     Sign(SignCommand),
+    /// Load a running verigate with signed Contiple lookups (and a no-op
+    /// baseline) and print throughput and latency percentiles.
+    Bench {
+        /// The Contiple route's URL (http, loopback).
+        #[arg(long, default_value = "http://127.0.0.1:8080/contiple/customer")]
+        url: String,
+        /// The route's key: a literal, env:NAME or file:PATH.
+        #[arg(long)]
+        key: String,
+        /// A JSON object body; each request adds a unique "_n" member.
+        #[arg(long, default_value = r#"{"callNum":"1","nation":"korea"}"#)]
+        body: String,
+        /// Requests per measured run.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The no-op path measured first as the baseline ("" to skip).
+        #[arg(long, default_value = "/healthz")]
+        baseline: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +103,14 @@ fn main() -> ExitCode {
             url,
             timestamp,
         }) => sign_contiple(&key, &body, uri, url, timestamp),
+        Command::Bench {
+            url,
+            key,
+            body,
+            requests,
+            concurrency,
+            baseline,
+        } => bench(&url, &key, &body, requests, concurrency, &baseline),
     }
 }
 
@@ -190,4 +220,72 @@ fn sign_contiple(
     println!("Authorization: {}", headers.authorization);
     println!("{}", sign::contiple_curl(&url, &headers, body));
     ExitCode::SUCCESS
+}
+
+fn bench(
+    url: &str,
+    key: &str,
+    body: &str,
+    requests: usize,
+    concurrency: usize,
+    baseline: &str,
+) -> ExitCode {
+    use secrecy::ExposeSecret;
+    use verigate::loadgen;
+    let key = match SecretRef::new(key).resolve("--key") {
+        Ok((key, _)) => key,
+        Err(e) => return refuse(&e),
+    };
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("error: --url must be an http:// URL");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if !baseline.is_empty() {
+            let prepared = loadgen::get_requests(host, baseline, requests);
+            let report = loadgen::run(
+                &format!("GET {baseline} (no-op)"),
+                host,
+                prepared,
+                concurrency,
+            )
+            .await?;
+            println!("{report}");
+        }
+        let prepared = loadgen::signed_contiple_requests(
+            key.expose_secret().as_bytes(),
+            host,
+            path,
+            body,
+            requests,
+        );
+        let report = loadgen::run(
+            &format!("POST {path} (signed)"),
+            host,
+            prepared,
+            concurrency,
+        )
+        .await?;
+        println!("{report}");
+        Ok::<_, std::io::Error>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
