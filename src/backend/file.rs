@@ -17,7 +17,7 @@ use serde::{
 };
 use serde_json::{Map, Value};
 
-use super::Record;
+use super::{Record, RowValues};
 use crate::configuration::{ConfigError, FileBackendSettings};
 
 /// A loaded file backend.
@@ -42,14 +42,14 @@ impl fmt::Debug for FileBackend {
 
 /// The rows of one load of the file.
 struct FileIndex {
-    rows: HashMap<Box<[u8]>, Row>,
+    rows: HashMap<Box<[u8]>, Row, foldhash::fast::RandomState>,
     /// Which kept columns appear in at least one row (CSV: in the header).
     seen: Vec<bool>,
 }
 
 struct Row {
     number: u32,
-    values: Box<[Option<Box<str>>]>,
+    values: RowValues,
 }
 
 impl FileBackend {
@@ -110,15 +110,16 @@ impl FileBackend {
 
     /// The row whose key columns equal `key` (`None` = empty string).
     pub fn lookup(&self, key: &[Option<&str>]) -> Option<Record> {
-        let encoded = encode_key(key.iter().map(|v| v.unwrap_or("").as_bytes()));
+        let mut buffer = KeyBuffer::default();
+        for part in key {
+            buffer.push(part.unwrap_or("").as_bytes());
+        }
         let index = self.index.load();
-        let row = index.rows.get(&*encoded)?;
-        let values = row
-            .values
-            .iter()
-            .map(|v| v.as_deref().map(str::to_owned))
-            .collect();
-        Some(Record::new(Arc::clone(&self.columns), values))
+        let row = index.rows.get(buffer.as_slice())?;
+        Some(Record::shared(
+            Arc::clone(&self.columns),
+            Arc::clone(&row.values),
+        ))
     }
 
     /// Re-reads the file; on failure the old index keeps serving.
@@ -149,6 +150,54 @@ fn encode_key<'a>(parts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
+/// [`encode_key`] on the stack for the usual short keys: a lookup then
+/// allocates nothing.
+struct KeyBuffer {
+    inline: [u8; 96],
+    len: usize,
+    spilled: Option<Vec<u8>>,
+}
+
+impl Default for KeyBuffer {
+    fn default() -> Self {
+        Self {
+            inline: [0; 96],
+            len: 0,
+            spilled: None,
+        }
+    }
+}
+
+impl KeyBuffer {
+    fn push(&mut self, part: &[u8]) {
+        let prefix = (part.len() as u32).to_le_bytes();
+        if let Some(spilled) = &mut self.spilled {
+            spilled.extend_from_slice(&prefix);
+            spilled.extend_from_slice(part);
+            return;
+        }
+        let end = self.len + prefix.len() + part.len();
+        if end <= self.inline.len() {
+            self.inline[self.len..self.len + 4].copy_from_slice(&prefix);
+            self.inline[self.len + 4..end].copy_from_slice(part);
+            self.len = end;
+        } else {
+            let mut spilled = Vec::with_capacity(end * 2);
+            spilled.extend_from_slice(&self.inline[..self.len]);
+            spilled.extend_from_slice(&prefix);
+            spilled.extend_from_slice(part);
+            self.spilled = Some(spilled);
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match &self.spilled {
+            Some(spilled) => spilled,
+            None => &self.inline[..self.len],
+        }
+    }
+}
+
 fn read_index(path: &Path, key: &[String], columns: &[Box<str>]) -> Result<FileIndex, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
@@ -169,7 +218,7 @@ fn read_index(path: &Path, key: &[String], columns: &[Box<str>]) -> Result<FileI
 struct IndexBuilder<'a> {
     key: &'a [String],
     columns: &'a [Box<str>],
-    rows: HashMap<Box<[u8]>, Row>,
+    rows: HashMap<Box<[u8]>, Row, foldhash::fast::RandomState>,
     seen: Vec<bool>,
 }
 
@@ -178,7 +227,7 @@ impl<'a> IndexBuilder<'a> {
         Self {
             key,
             columns,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             seen: vec![false; columns.len()],
         }
     }
@@ -211,7 +260,7 @@ impl<'a> IndexBuilder<'a> {
             Entry::Vacant(slot) => {
                 slot.insert(Row {
                     number,
-                    values: values.into_boxed_slice(),
+                    values: values.into(),
                 });
                 Ok(())
             }
@@ -435,6 +484,27 @@ mod tests {
         let err = FileBackend::load(0, &settings(&dir.path().join("absent.json"), &["k"]), &[])
             .unwrap_err();
         assert!(err.reason.contains("cannot read"), "{}", err.reason);
+    }
+
+    #[test]
+    fn long_keys_spill_to_the_heap_and_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "가".repeat(60);
+        let path = write(
+            &dir,
+            "c.json",
+            &format!(r#"[{{"k":"{long}","v":"long"}},{{"k":"ab","v":"short"}}]"#),
+        );
+        let backend = FileBackend::load(0, &settings(&path, &["k"]), &columns(&["v"])).unwrap();
+        assert_eq!(
+            backend.lookup(&[Some(&long)]).unwrap().get("v"),
+            Some("long")
+        );
+        assert_eq!(
+            backend.lookup(&[Some("ab")]).unwrap().get("v"),
+            Some("short")
+        );
+        assert!(backend.lookup(&[Some(&long[..long.len() - 3])]).is_none());
     }
 
     #[test]

@@ -35,16 +35,31 @@ impl From<BackendError> for ApiError {
     }
 }
 
+/// The values of one row, shared: a file backend hands out its stored row
+/// without copying it.
+pub type RowValues = Arc<[Option<Box<str>>]>;
+
 /// One found record: column names and their values (`None` is null).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     columns: Arc<[Box<str>]>,
-    values: Vec<Option<String>>,
+    values: RowValues,
 }
 
 impl Record {
     /// A record whose `values[i]` belongs to `columns[i]`.
     pub fn new(columns: Arc<[Box<str>]>, values: Vec<Option<String>>) -> Self {
+        Self {
+            columns,
+            values: values
+                .into_iter()
+                .map(|v| v.map(String::into_boxed_str))
+                .collect(),
+        }
+    }
+
+    /// A record over shared row values.
+    pub fn shared(columns: Arc<[Box<str>]>, values: RowValues) -> Self {
         Self { columns, values }
     }
 
