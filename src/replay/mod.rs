@@ -83,7 +83,7 @@ impl From<ReplayError> for ApiError {
 #[derive(Debug)]
 enum StoreKind {
     Memory(memory::MemoryStore),
-    Redis(redis::RedisStore),
+    Redis(Box<redis::RedisStore>),
 }
 
 /// The replay store: a kind, its metrics and what a failure does.
@@ -109,7 +109,7 @@ impl ReplayStore {
                 OnStoreError::Reject,
             ),
             ReplaySettings::Redis(s) => (
-                StoreKind::Redis(redis::RedisStore::connect_lazily(s)?),
+                StoreKind::Redis(Box::new(redis::RedisStore::connect_lazily(s)?)),
                 s.on_store_error,
             ),
         };
