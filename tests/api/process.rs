@@ -84,11 +84,22 @@ impl ServerProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`, ...).
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// The fixture data file the server reads (`{data}` in its config).
+    pub fn data_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("customers.json")
     }
 
     /// Waits (bounded) for the process to exit.

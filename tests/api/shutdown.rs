@@ -1,4 +1,5 @@
-//! SIGTERM: stop accepting, let in-flight requests finish, exit 0.
+//! Signals: SIGTERM stops accepting, lets in-flight requests finish and
+//! exits 0; SIGHUP re-reads file backends.
 
 use std::time::{Duration, Instant};
 
@@ -38,4 +39,46 @@ async fn sigterm_lets_a_request_whose_body_is_still_arriving_finish() {
     let exit = server.wait(Duration::from_secs(35));
     assert!(exit.success(), "exit status {exit:?}\n{}", server.log());
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_data_file_and_a_bad_file_keeps_the_old_rows() {
+    let server = ServerProcess::start(&default_config(), &[]);
+    let client = reqwest::Client::new();
+    let lookup = |call_num: &'static str| {
+        let client = client.clone();
+        let address = server.address.clone();
+        async move {
+            Call::new(format!(r#"{{"callNum":"{call_num}","nation":"korea"}}"#))
+                .send_to(&client, &address)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(lookup("1").await, 200);
+    assert_eq!(lookup("777").await, 400, "not in the file yet");
+
+    std::fs::write(
+        server.data_path(),
+        r#"[{"callNum":"777","nation":"korea","userName":"New","id":"n7"}]"#,
+    )
+    .unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lookup("777").await != 200 {
+        assert!(Instant::now() < deadline, "the new file was never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lookup("1").await, 400, "the old rows are gone");
+
+    std::fs::write(server.data_path(), "[{broken").unwrap();
+    server.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(lookup("777").await, 200, "a bad file keeps the old index");
+    assert!(
+        server.log().contains("still serving the previous one"),
+        "{}",
+        server.log()
+    );
 }
