@@ -401,9 +401,10 @@ impl Settings {
         figment.extract().map_err(|e| {
             let first = e.into_iter().next();
             match first {
-                Some(e) => {
-                    ConfigError::new(key_path(&e.path), e.kind.to_string().replace('`', "\""))
-                }
+                Some(e) => ConfigError::new(
+                    error_path(&e.path, &e.kind),
+                    e.kind.to_string().replace('`', "\""),
+                ),
                 None => ConfigError::new("(file)", "invalid configuration"),
             }
         })
@@ -417,6 +418,31 @@ fn env_overrides() -> Env {
             key.contains("__") && !key.starts_with("routes") && !key.starts_with("backends")
         })
         .split("__")
+}
+
+/// The key path of an error. Inside a tagged table (a route, a backend,
+/// the replay store) serde reports the table, not the key: name the key.
+fn error_path(segments: &[String], kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    let mut segments = segments.to_vec();
+    let key = match kind {
+        Kind::UnknownField(field, _) => Some(field.to_string()),
+        Kind::MissingField(field) => Some(field.to_string()),
+        Kind::DuplicateField(field) => Some((*field).to_owned()),
+        Kind::UnknownVariant(..) => match segments.first().map(String::as_str) {
+            Some("routes") => Some("scheme".into()),
+            Some("backends") => Some("kind".into()),
+            Some("replay") => Some("store".into()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(key) = key
+        && segments.last() != Some(&key)
+    {
+        segments.push(key);
+    }
+    key_path(&segments)
 }
 
 /// `["routes", "0", "backend"]` → `routes[0].backend`.
@@ -506,8 +532,24 @@ response_fields = ["userName"]
     fn an_unknown_scheme_is_refused() {
         let text = MINIMAL.replace("scheme = \"contiple\"", "scheme = \"nope\"");
         let err = Settings::from_toml(&text).unwrap_err();
-        assert!(err.path.starts_with("routes[0]"), "{err}");
+        assert_eq!(err.path, "routes[0].scheme", "{err}");
         assert!(err.reason.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn keys_inside_routes_and_backends_are_named() {
+        let text = MINIMAL.replace(
+            "backend = \"customers\"",
+            "backend = \"customers\"\nsecret_sauce = 1",
+        );
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert_eq!(err.path, "routes[0].secret_sauce", "{err}");
+        let text = MINIMAL.replace("key = [\"callNum\"]\n", "");
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert_eq!(err.path, "backends[0].key", "{err}");
+        let text = MINIMAL.replace("kind = \"file\"", "kind = \"oracle\"");
+        let err = Settings::from_toml(&text).unwrap_err();
+        assert_eq!(err.path, "backends[0].kind", "{err}");
     }
 
     #[test]
