@@ -47,7 +47,7 @@ pub fn shell_quote(text: &str) -> String {
 /// argument: the body itself, or `@file`.
 pub fn contiple_curl(url: &str, headers: &ContipleHeaders, data: &str) -> String {
     format!(
-        "curl -sS -i -X POST {} -H 'Content-Type: application/json' -H {} -H {} --data-binary {}",
+        "curl -sS -X POST {} -H 'Content-Type: application/json' -H {} -H {} --data-binary {}",
         shell_quote(url),
         shell_quote(&format!("X-TC-Timestamp: {}", headers.timestamp)),
         shell_quote(&format!("Authorization: {}", headers.authorization)),
