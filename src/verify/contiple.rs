@@ -87,11 +87,11 @@ pub fn signed_parts<'a>(
 
 #[cfg(test)]
 mod tests {
-    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
     use base64::{Engine, engine::general_purpose::STANDARD};
 
     use super::*;
     use crate::verify::hmac_sha256::HmacKey;
+    use crate::verify::test_headers as headers;
 
     const KEY: &str = "bf7769e5321448de88838cdb";
     const NOW: i64 = 1_700_000_000_000;
@@ -102,17 +102,6 @@ mod tests {
             signed,
             Duration::from_secs(300),
         )
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
     }
 
     fn sign(message: &str) -> String {

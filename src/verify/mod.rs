@@ -126,3 +126,17 @@ pub fn single_header<'a>(
     }
     Ok(first.map(|v| v.as_bytes()))
 }
+
+/// A header map from name/value pairs, in order (repeats are kept).
+#[cfg(test)]
+pub fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
