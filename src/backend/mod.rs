@@ -12,6 +12,8 @@ use crate::{
 
 /// JSON or CSV files indexed in memory.
 pub mod file;
+/// Reading JSON and CSV data files row by row (file backend, import).
+pub mod source;
 
 /// Why a lookup could not be answered. The caller sees only
 /// `backend_error` and a fixed hint; the cause goes to the log.
