@@ -70,6 +70,10 @@ enum SignCommand {
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for every crate (sqlx and, later, HTTP clients),
+    // chosen before anything could pick another. An error means one is
+    // already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, log_format } => serve(config, log_format),
@@ -124,7 +128,10 @@ async fn run(settings: Settings) -> Result<(), StartupError> {
 }
 
 fn check_config(config: Option<PathBuf>) -> ExitCode {
-    let report = Settings::load(config.as_deref()).and_then(|s| verigate::check_config::check(&s));
+    // Database pools are built (without connecting) inside a runtime.
+    let report = Settings::load(config.as_deref()).and_then(|s| {
+        actix_web::rt::System::new().block_on(async { verigate::check_config::check(&s) })
+    });
     match report {
         Ok(report) => {
             print!("{report}");

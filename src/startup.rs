@@ -52,6 +52,8 @@ pub struct Built {
 
 /// Validates `settings` and builds the state: backends load their data,
 /// secrets resolve, routes check their fields against their backends.
+/// Database pools are created but connect on first use; creating them
+/// needs a Tokio runtime.
 pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
     let metrics = Metrics::new();
     let mut backend_names: Vec<&str> = Vec::new();
@@ -76,7 +78,14 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
             index, backend, &columns, &metrics,
         )?));
     }
-    let (routes, summaries, warnings) = RouteTable::build(&settings.routes, &backends, &metrics)?;
+    let (routes, summaries, mut warnings) =
+        RouteTable::build(&settings.routes, &backends, &metrics)?;
+    warnings.extend(
+        backends
+            .iter()
+            .filter_map(|b| b.warning())
+            .map(str::to_owned),
+    );
     let server = &settings.server;
     if server.max_body_bytes == 0 {
         return Err(ConfigError::new(

@@ -19,4 +19,5 @@ mod replay;
 mod servers;
 mod shutdown;
 mod signatures;
+mod sql_backends;
 mod timestamps;
