@@ -17,6 +17,8 @@ pub mod domain;
 pub mod envelope;
 /// The error-code registry shared by every stage and envelope.
 pub mod error;
+/// `verigate import`: build a sqlite backend's table from a data file.
+pub mod import;
 /// Prometheus registry and the metric handles of the request path.
 pub mod metrics;
 /// Replay stores: remember each admitted signature for its window.

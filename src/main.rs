@@ -1,4 +1,5 @@
-//! The `verigate` command: serve, check a configuration, sign a request.
+//! The `verigate` command: serve, check a configuration, import a data
+//! file into SQLite, sign a request.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -42,6 +43,17 @@ enum Command {
         #[arg(long, env = "VERIGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Build a sqlite backend's table from a JSON or CSV data file.
+    Import {
+        /// The sqlite backend whose `table` is (re)created.
+        #[arg(long)]
+        backend: String,
+        /// A `.json` file (array of objects) or a `.csv` file (header row).
+        file: PathBuf,
+        /// Configuration file (default: verigate.toml in the working directory).
+        #[arg(long, env = "VERIGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the headers and a curl line for a signed request.
     #[command(subcommand)]
     Sign(SignCommand),
@@ -78,6 +90,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, log_format } => serve(config, log_format),
         Command::CheckConfig { config } => check_config(config),
+        Command::Import {
+            backend,
+            file,
+            config,
+        } => import(config, &backend, &file),
         Command::Sign(SignCommand::Contiple {
             key,
             body,
@@ -138,6 +155,33 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => refuse(&e),
+    }
+}
+
+fn import(config: Option<PathBuf>, backend: &str, file: &std::path::Path) -> ExitCode {
+    use verigate::import::ImportError;
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => return refuse(&e),
+    };
+    let outcome = actix_web::rt::System::new()
+        .block_on(async { verigate::import::import(&settings, backend, file).await });
+    match outcome {
+        Ok(report) => {
+            println!(
+                "imported {} rows into table {} of {} (columns: {})",
+                report.rows,
+                report.table,
+                report.database.display(),
+                report.columns.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Config(e)) => refuse(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

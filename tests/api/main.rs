@@ -8,6 +8,7 @@ mod check_config;
 mod cli;
 mod contiple_lookup;
 mod helpers;
+mod import;
 mod limits;
 mod logs;
 mod network;
