@@ -738,6 +738,32 @@ async fn an_outage_is_survived_without_a_restart(mut fixture: Fixture) {
         "{kind}: ready once the database is"
     );
 
+    // Act: fill the pool, then restart the database while its connections
+    // sit idle.
+    let fill: Vec<Call> = (0..4)
+        .map(|_| lookup(json!({"callNum": "1", "nation": "korea", "delay": "0.2"})))
+        .collect();
+    for (status, body, _) in
+        join_all(fill.iter().map(|c| timed(c, &app.client, &app.address))).await
+    {
+        assert_eq!(status, 200, "{kind}: {body}");
+    }
+    fixture.stop();
+    fixture.start_again();
+
+    // Assert: the connections from before the restart are replaced, never
+    // used to fail a lookup.
+    for _ in 0..8 {
+        let response = lookup(json!({"callNum": "1", "nation": "korea"}))
+            .send(&app)
+            .await;
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(
+            status, 200,
+            "{kind}: a lookup after the restart failed: {body}"
+        );
+    }
+
     // Act: a stream of lookups while the database goes down and comes back.
     let stop = Arc::new(AtomicBool::new(false));
     let answers = Arc::new(Mutex::new(Vec::<(u16, Value, Duration)>::new()));

@@ -135,8 +135,8 @@ struct Common<'a> {
     pool_size: u32,
 }
 
-/// Where a database is, for `check-config`: never the password or the
-/// whole URL.
+/// A pool that has not connected yet, and where its database is (for
+/// `check-config`: never the password or the whole URL).
 pub(crate) struct Opened<P> {
     pool: P,
     location: String,
@@ -378,6 +378,51 @@ fn settle<DB: Database, T>(
         Err(_) => {
             connection.close_on_drop();
             Err(SqlError::Timeout)
+        }
+    }
+}
+
+/// How a database's errors are read.
+pub(crate) struct ErrorKinds {
+    /// The server's statement limit (or SQLite's interrupt) stopped it.
+    is_timeout: fn(&sqlx::Error) -> bool,
+    /// The connection was dead before the query started: closed by a
+    /// database restart or failover while it sat idle in the pool.
+    is_stale: fn(&sqlx::Error) -> bool,
+}
+
+/// Runs the lookup on a pooled connection until `deadline`. A pooled
+/// connection is not tested before use (that would cost a round trip per
+/// lookup); instead a query that fails because its idle connection had
+/// died is run again on another, at most once per connection the pool can
+/// hold, so the first lookups after a database restart succeed. Re-running
+/// is safe: the query only reads, and a dead connection ran nothing.
+async fn first_rows_on_pool<DB>(
+    pool: &Pool<DB>,
+    deadline: Instant,
+    query: &str,
+    args: &[Option<&str>],
+    render: fn(&DB::Row) -> Result<Record, SqlError>,
+    errors: &ErrorKinds,
+) -> Result<FirstRows, SqlError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let mut attempts = pool.options().get_max_connections() + 1;
+    loop {
+        let mut connection = acquire(pool, deadline).await?;
+        let work = fetch_first_rows::<DB>(&mut connection, query, args, render);
+        let outcome = tokio::time::timeout_at(deadline, work).await;
+        match settle(&mut connection, outcome, errors.is_timeout) {
+            Err(SqlError::Database(e)) if attempts > 1 && (errors.is_stale)(&e) => {
+                tracing::debug!(error = %e, "a pooled connection was dead; trying another");
+                connection.close_on_drop();
+                attempts -= 1;
+            }
+            result => return result,
         }
     }
 }

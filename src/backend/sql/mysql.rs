@@ -21,8 +21,8 @@ use sqlx::{
 use tokio::time::Instant;
 
 use super::{
-    FirstRows, Opened, SqlError, acquire, date_text, datetime_text, decode_error, fetch_first_rows,
-    network_location, render_row, settle, unsupported, utf8_text,
+    ErrorKinds, FirstRows, Opened, SqlError, date_text, datetime_text, decode_error,
+    first_rows_on_pool, network_location, render_row, unsupported, utf8_text,
 };
 use crate::backend::Record;
 
@@ -32,6 +32,12 @@ const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 const MARIADB_STATEMENT_TIMEOUT: u16 = 1969;
 /// MySQL's `ER_QUERY_TIMEOUT` (`max_execution_time` exceeded).
 const MYSQL_QUERY_TIMEOUT: u16 = 3024;
+/// `ER_SERVER_SHUTDOWN`.
+const SERVER_SHUTDOWN: u16 = 1053;
+/// MariaDB's `ER_CONNECTION_KILLED`.
+const CONNECTION_KILLED: u16 = 1927;
+/// MySQL's `ER_CLIENT_INTERACTION_TIMEOUT` (idle past `wait_timeout`).
+const CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
 
 /// Parses `url` and builds a pool that connects on first use.
 pub(crate) fn open(
@@ -59,6 +65,8 @@ pub(crate) fn open(
         ),
     };
     let pool = MySqlPoolOptions::new()
+        // See `first_rows_on_pool`: dead connections are retried instead.
+        .test_before_acquire(false)
         .max_connections(pool_size)
         .acquire_timeout(timeout)
         .after_connect(move |connection, _| {
@@ -101,10 +109,22 @@ pub(crate) async fn first_rows(
     query: &str,
     args: &[Option<&str>],
 ) -> Result<FirstRows, SqlError> {
-    let mut connection = acquire(pool, deadline).await?;
-    let work = fetch_first_rows::<MySql>(&mut connection, query, args, record);
-    let outcome = tokio::time::timeout_at(deadline, work).await;
-    settle(&mut connection, outcome, is_timeout)
+    first_rows_on_pool(pool, deadline, query, args, record, &ERRORS).await
+}
+
+const ERRORS: ErrorKinds = ErrorKinds {
+    is_timeout,
+    is_stale,
+};
+
+/// A broken socket, or the server saying it shuts down or killed the
+/// connection.
+fn is_stale(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_))
+        || matches!(
+            error_number(error),
+            Some(SERVER_SHUTDOWN | CONNECTION_KILLED | CLIENT_INTERACTION_TIMEOUT)
+        )
 }
 
 fn is_timeout(error: &sqlx::Error) -> bool {

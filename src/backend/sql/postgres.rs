@@ -13,8 +13,8 @@ use sqlx::{
 use tokio::time::Instant;
 
 use super::{
-    FirstRows, Opened, SqlError, acquire, date_text, datetime_text, decode_error, fetch_first_rows,
-    network_location, offset_datetime_text, render_row, settle, time_text, unsupported,
+    ErrorKinds, FirstRows, Opened, SqlError, date_text, datetime_text, decode_error,
+    first_rows_on_pool, network_location, offset_datetime_text, render_row, time_text, unsupported,
 };
 use crate::backend::Record;
 
@@ -45,6 +45,8 @@ pub(crate) fn open(url: &str, timeout: Duration, pool_size: u32) -> Result<Opene
         ),
     };
     let pool = PgPoolOptions::new()
+        // See `first_rows_on_pool`: dead connections are retried instead.
+        .test_before_acquire(false)
         .max_connections(pool_size)
         .acquire_timeout(timeout)
         .connect_lazy_with(options);
@@ -58,17 +60,31 @@ pub(crate) async fn first_rows(
     query: &str,
     args: &[Option<&str>],
 ) -> Result<FirstRows, SqlError> {
-    let mut connection = acquire(pool, deadline).await?;
-    let work = fetch_first_rows::<sqlx::Postgres>(&mut connection, query, args, record);
-    let outcome = tokio::time::timeout_at(deadline, work).await;
-    settle(&mut connection, outcome, is_timeout)
+    first_rows_on_pool(pool, deadline, query, args, record, &ERRORS).await
 }
+
+const ERRORS: ErrorKinds = ErrorKinds {
+    is_timeout,
+    is_stale,
+};
 
 fn is_timeout(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .and_then(|e| e.code())
         .is_some_and(|code| code == QUERY_CANCELED)
+}
+
+/// A broken socket, or the server's farewell on an idle connection when it
+/// shut down (`admin_shutdown`, `crash_shutdown`).
+fn is_stale(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code == "57P01" || code == "57P02"),
+        _ => false,
+    }
 }
 
 fn record(row: &PgRow) -> Result<Record, SqlError> {

@@ -37,6 +37,8 @@ pub(crate) fn open(
     let options = connect_options(url)?.busy_timeout(timeout);
     let location = options.get_filename().display().to_string();
     let pool = SqlitePoolOptions::new()
+        // A connection to a local file does not die while idle.
+        .test_before_acquire(false)
         .max_connections(pool_size)
         .acquire_timeout(timeout)
         .connect_lazy_with(options);
