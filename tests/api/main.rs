@@ -21,4 +21,5 @@ mod servers;
 mod shutdown;
 mod signatures;
 mod sql_backends;
+mod sql_latency;
 mod timestamps;
