@@ -26,8 +26,10 @@ use crate::{
     configuration::{BackendSettings, ConfigError, Settings, SqliteBackendSettings},
 };
 
-/// Rows from which on a terminal shows a progress bar.
+/// Rows from which on a terminal shows a progress bar while writing.
 const PROGRESS_FROM_ROWS: u64 = 1_000;
+/// File size from which on a terminal shows a counter while checking.
+const PROGRESS_FROM_BYTES: u64 = 1 << 20;
 /// SQLite's limit on bound parameters in one statement (since 3.32).
 const MAX_PARAMETERS: usize = 32_766;
 /// Rows per INSERT statement, at most.
@@ -95,9 +97,14 @@ pub async fn import(
     let scan = {
         let file = file.to_owned();
         let key = target.params.clone();
-        tokio::task::spawn_blocking(move || scan(&file, &key))
-            .await
-            .map_err(|e| ImportError::Data(format!("the file check stopped: {e}")))??
+        let counter = check_counter(&file);
+        tokio::task::spawn_blocking(move || {
+            let scanned = scan(&file, &key, &counter);
+            counter.finish_and_clear();
+            scanned
+        })
+        .await
+        .map_err(|e| ImportError::Data(format!("the file check stopped: {e}")))??
     };
 
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -189,8 +196,9 @@ struct Scan {
 
 /// Reads the whole file once: its columns (the CSV header, or the union of
 /// the JSON rows' keys), its row count, and every rule a bad row breaks.
-fn scan(file: &Path, key: &[String]) -> Result<Scan, ImportError> {
+fn scan(file: &Path, key: &[String], counter: &ProgressBar) -> Result<Scan, ImportError> {
     struct Checker<'a> {
+        counter: &'a ProgressBar,
         key: &'a [String],
         columns: Vec<String>,
         keys: HashMap<Vec<u8>, u32>,
@@ -239,11 +247,15 @@ fn scan(file: &Path, key: &[String]) -> Result<Scan, ImportError> {
                 }
             }
             self.rows += 1;
+            if self.rows % 1_000 == 0 {
+                self.counter.set_position(self.rows);
+            }
             Ok(())
         }
     }
 
     let mut checker = Checker {
+        counter,
         key,
         columns: Vec::new(),
         keys: HashMap::new(),
@@ -357,6 +369,21 @@ async fn write_table(
     Ok(inserted)
 }
 
+/// Counts rows while a large file is checked (its row count is not known
+/// yet). Like the bar, drawn only on a terminal.
+fn check_counter(file: &Path) -> ProgressBar {
+    let large = std::fs::metadata(file).is_ok_and(|m| m.len() >= PROGRESS_FROM_BYTES);
+    if !large {
+        return ProgressBar::hidden();
+    }
+    let counter = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} checking: {pos} rows") {
+        counter.set_style(style);
+    }
+    counter.enable_steady_tick(std::time::Duration::from_millis(200));
+    counter
+}
+
 /// Drawn on standard error, and only when it is a terminal (indicatif
 /// hides it otherwise), so logs and pipes stay clean.
 fn progress_bar(rows: u64) -> ProgressBar {
@@ -364,9 +391,7 @@ fn progress_bar(rows: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(rows);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} rows  eta {eta}") {
         bar.set_style(style);
     }
     bar
