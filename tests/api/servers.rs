@@ -187,6 +187,7 @@ pub struct PostgresServer {
     bin: PathBuf,
     as_postgres: bool,
     running: bool,
+    tls: bool,
     /// Its port.
     pub port: u16,
     dir: TempDir,
@@ -213,6 +214,7 @@ impl PostgresServer {
             bin,
             as_postgres,
             running: false,
+            tls: false,
             port: free_port(),
             dir,
         };
@@ -225,6 +227,99 @@ impl PostgresServer {
         run(initdb, "initdb");
         server.launch();
         Some(server)
+    }
+
+    /// Restarts the server with TLS on: a certificate for `localhost` and
+    /// 127.0.0.1 issued by a throw-away CA, whose certificate is
+    /// [`PostgresServer::certificate`]. Skips (`None`) when `openssl` is
+    /// missing.
+    pub fn enable_tls(&mut self) -> Option<()> {
+        let Some(openssl) = find_binary("openssl", &["/usr/bin/openssl"]) else {
+            return missing("openssl (for a TLS certificate)");
+        };
+        let dir = self.dir.path();
+        let openssl_run = |args: &[&str], what: &str| {
+            let mut command = Command::new(&openssl);
+            command.current_dir(dir).args(args);
+            run(command, what);
+        };
+        openssl_run(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=verigate test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+            "openssl: the CA",
+        );
+        openssl_run(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            "openssl: the server's request",
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("extensions file");
+        openssl_run(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
+            ],
+            "openssl: the server's certificate",
+        );
+        let (key, certificate) = (dir.join("server.key"), dir.join("server.crt"));
+        if self.as_postgres {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:postgres").arg(&key).arg(&certificate);
+            run(chown, "chown of the TLS key");
+        }
+        let mut chmod = Command::new("chmod");
+        chmod.arg("600").arg(&key);
+        run(chmod, "chmod of the TLS key");
+        self.stop();
+        self.tls = true;
+        self.launch();
+        Some(())
+    }
+
+    /// The certificate of the CA that issued the server's (PEM), once TLS
+    /// is enabled.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/DATABASE`.
@@ -250,11 +345,18 @@ impl PostgresServer {
     }
 
     fn launch(&mut self) {
-        let options = format!(
+        let mut options = format!(
             "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             self.dir.path().display(),
             self.port
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.dir.path().join("server.crt").display(),
+                self.dir.path().join("server.key").display()
+            ));
+        }
         let mut pg_ctl = self.tool("pg_ctl");
         pg_ctl
             .arg("-D")

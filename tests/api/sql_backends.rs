@@ -876,3 +876,61 @@ async fn a_missing_sqlite_file_does_not_stop_verigate_and_is_picked_up_once_crea
     wait_for_a_found_lookup(&app, Duration::from_secs(10), "sqlite file created").await;
     assert_eq!(app.readyz().await.0, 200);
 }
+
+// ---------------------------------------------------------------------------
+// TLS
+
+#[tokio::test]
+async fn postgres_lookups_travel_over_verified_tls() {
+    // Arrange: a server with a self-signed certificate, trusted by the URL.
+    let Some(mut server) = PostgresServer::start() else {
+        return;
+    };
+    if server.enable_tls().is_none() {
+        return;
+    }
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.url("postgres"),
+        server.certificate().display()
+    );
+    // The query reports the connection's own TLS state.
+    let config = format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+workers = 2
+
+[replay]
+store = "memory"
+
+[[backends]]
+name = "tls-db"
+kind = "postgres"
+url = "{url}"
+query = '''SELECT ssl::text AS "userName", version AS id FROM pg_stat_ssl
+WHERE pid = pg_backend_pid() AND $1 IS NOT NULL'''
+params = ["callNum"]
+timeout_ms = 3000
+
+[[routes]]
+name = "contiple"
+path = "{PATH}"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "tls-db"
+request_fields = ["callNum"]
+response_fields = ["userName", "id"]
+"#
+    );
+    let app = spawn_app_with(&config).await;
+
+    // Act
+    let (status, body) = status_and_json(lookup(json!({"callNum": "1"})).send(&app).await).await;
+
+    // Assert: TLS through rustls, the certificate verified.
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["userName"], "true", "{body}");
+    let version = body["data"]["id"].as_str().unwrap_or("");
+    assert!(version.starts_with("TLSv1."), "{body}");
+}
