@@ -430,8 +430,12 @@ impl MariaDbServer {
             return missing("MariaDB (mariadb-install-db)");
         };
         let dir = tempfile::tempdir().expect("temp dir");
+        // Its own temporary files too: concurrent servers sharing /tmp
+        // have been seen to remove each other's.
+        std::fs::create_dir(dir.path().join("tmp")).expect("tmp dir");
         let mut install_db = Command::new(install);
         install_db
+            .env("TMPDIR", dir.path().join("tmp"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
@@ -454,6 +458,7 @@ impl MariaDbServer {
     fn launch(&mut self) {
         let dir = self.dir.path();
         let child = Command::new(&self.server)
+            .env("TMPDIR", dir.join("tmp"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
             .args(["--user=root", "--skip-grant-tables", "--skip-networking=0"])
