@@ -429,7 +429,8 @@ where
 
 /// Binds `args` to `query`, reads at most two rows and renders the first
 /// with `render`. Stopping after two keeps a broad query from being read
-/// into memory; the rest is discarded with the connection's next use.
+/// into memory; sqlx drains whatever the server still sends when the
+/// connection goes back to the pool.
 async fn fetch_first_rows<DB>(
     connection: &mut DB::Connection,
     query: &str,
