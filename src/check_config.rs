@@ -1,11 +1,13 @@
 //! `verigate check-config`: everything `serve` checks at start (secrets,
-//! data files, routes against backends), without opening a socket. Prints
-//! each route with its scheme, backend and key count; never a secret.
+//! data files, routes against backends), without opening a socket or a
+//! database connection. Prints each route with its scheme, backend and key
+//! count, and each backend with its kind and where its data lives (a
+//! database's host, port and name; never a password or the whole URL).
 
 use std::fmt::Write as _;
 
 use crate::{
-    configuration::{ConfigError, Settings},
+    configuration::{BackendSettings, ConfigError, Settings},
     startup::build_state,
 };
 
@@ -27,8 +29,18 @@ pub fn check(settings: &Settings) -> Result<String, ConfigError> {
         );
     }
     let _ = writeln!(out, "backends:");
-    for backend in &settings.backends {
-        let _ = writeln!(out, "  {}  kind={}", backend.name(), backend.kind());
+    for (backend, built) in settings.backends.iter().zip(&built.state.backends) {
+        let place = match backend {
+            BackendSettings::File(_) | BackendSettings::Sqlite(_) => "path",
+            BackendSettings::Postgres(_) | BackendSettings::Mysql(_) => "host",
+        };
+        let _ = writeln!(
+            out,
+            "  {}  kind={}  {place}={}",
+            backend.name(),
+            backend.kind(),
+            built.location()
+        );
     }
     let _ = writeln!(out, "replay store: {}", built.state.replay.describe());
     for warning in &built.warnings {

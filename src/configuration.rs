@@ -159,6 +159,12 @@ fn default_capacity() -> u64 {
 pub enum BackendSettings {
     /// A JSON array or CSV file indexed in memory at start.
     File(FileBackendSettings),
+    /// A SQLite database file (built by `verigate import`).
+    Sqlite(SqliteBackendSettings),
+    /// A PostgreSQL database.
+    Postgres(SqlBackendSettings),
+    /// A MySQL or MariaDB database.
+    Mysql(SqlBackendSettings),
 }
 
 impl BackendSettings {
@@ -166,6 +172,8 @@ impl BackendSettings {
     pub fn name(&self) -> &str {
         match self {
             BackendSettings::File(s) => &s.name,
+            BackendSettings::Sqlite(s) => &s.name,
+            BackendSettings::Postgres(s) | BackendSettings::Mysql(s) => &s.name,
         }
     }
 
@@ -173,6 +181,9 @@ impl BackendSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendSettings::File(_) => "file",
+            BackendSettings::Sqlite(_) => "sqlite",
+            BackendSettings::Postgres(_) => "postgres",
+            BackendSettings::Mysql(_) => "mysql",
         }
     }
 }
@@ -187,6 +198,64 @@ pub struct FileBackendSettings {
     pub path: PathBuf,
     /// The columns that identify a row; the index key.
     pub key: Vec<String>,
+}
+
+/// `[[backends]]` with `kind = "postgres"` or `kind = "mysql"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlBackendSettings {
+    /// Name routes refer to.
+    pub name: String,
+    /// Connection URL, a secret reference (`env:DATABASE_URL`): it usually
+    /// carries a password. `postgres://user:pass@host:5432/db` or
+    /// `mysql://user:pass@host:3306/db`.
+    pub url: SecretRef,
+    /// The parameterised query (`$1`, `$2` for postgres; `?` for mysql).
+    /// Its column names become the response fields.
+    pub query: String,
+    /// The request fields bound to the query's parameters, in order.
+    pub params: Vec<String>,
+    /// Per-lookup limit in milliseconds (connection wait plus query),
+    /// enforced by verigate and by the database server.
+    #[serde(default = "default_sql_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most connections held open at once.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+/// `[[backends]]` with `kind = "sqlite"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteBackendSettings {
+    /// Name routes refer to.
+    pub name: String,
+    /// `sqlite://PATH` (relative to the working directory), a secret
+    /// reference like the other database URLs.
+    pub url: SecretRef,
+    /// The parameterised query (`?1`, `?2` or `?`).
+    /// Its column names become the response fields.
+    pub query: String,
+    /// The request fields bound to the query's parameters, in order.
+    pub params: Vec<String>,
+    /// Per-lookup limit in milliseconds (connection wait plus query); a
+    /// query still running then is interrupted.
+    #[serde(default = "default_sql_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most connections held open at once.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// The table `verigate import` creates (replacing it) from a JSON or
+    /// CSV file; unused when serving.
+    pub table: Option<String>,
+}
+
+fn default_sql_timeout_ms() -> u64 {
+    500
+}
+
+fn default_pool_size() -> u32 {
+    8
 }
 
 /// `[[routes]]`, tagged by `scheme`.

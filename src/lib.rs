@@ -17,6 +17,8 @@ pub mod domain;
 pub mod envelope;
 /// The error-code registry shared by every stage and envelope.
 pub mod error;
+/// `verigate import`: build a sqlite backend's table from a data file.
+pub mod import;
 /// `verigate bench`: end-to-end load figures on loopback.
 pub mod loadgen;
 /// Prometheus registry and the metric handles of the request path.

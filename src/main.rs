@@ -1,4 +1,5 @@
-//! The `verigate` command: serve, check a configuration, sign a request.
+//! The `verigate` command: serve, check a configuration, import a data
+//! file into SQLite, sign a request.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -38,6 +39,17 @@ enum Command {
     },
     /// Validate a configuration and print its routes; exit 2 when invalid.
     CheckConfig {
+        /// Configuration file (default: verigate.toml in the working directory).
+        #[arg(long, env = "VERIGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Build a sqlite backend's table from a JSON or CSV data file.
+    Import {
+        /// The sqlite backend whose `table` is (re)created.
+        #[arg(long)]
+        backend: String,
+        /// A `.json` file (array of objects) or a `.csv` file (header row).
+        file: PathBuf,
         /// Configuration file (default: verigate.toml in the working directory).
         #[arg(long, env = "VERIGATE_CONFIG")]
         config: Option<PathBuf>,
@@ -92,10 +104,19 @@ enum SignCommand {
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for every crate (sqlx and, later, HTTP clients),
+    // chosen before anything could pick another. An error means one is
+    // already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, log_format } => serve(config, log_format),
         Command::CheckConfig { config } => check_config(config),
+        Command::Import {
+            backend,
+            file,
+            config,
+        } => import(config, &backend, &file),
         Command::Sign(SignCommand::Contiple {
             key,
             body,
@@ -154,19 +175,9 @@ async fn run(settings: Settings) -> Result<(), StartupError> {
 }
 
 fn check_config(config: Option<PathBuf>) -> ExitCode {
-    // Building the state prepares (never opens) connections, which needs a runtime.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = runtime.block_on(async {
-        Settings::load(config.as_deref()).and_then(|s| verigate::check_config::check(&s))
+    // Database pools are built (without connecting) inside a runtime.
+    let report = Settings::load(config.as_deref()).and_then(|s| {
+        actix_web::rt::System::new().block_on(async { verigate::check_config::check(&s) })
     });
     match report {
         Ok(report) => {
@@ -174,6 +185,33 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => refuse(&e),
+    }
+}
+
+fn import(config: Option<PathBuf>, backend: &str, file: &std::path::Path) -> ExitCode {
+    use verigate::import::ImportError;
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => return refuse(&e),
+    };
+    let outcome = actix_web::rt::System::new()
+        .block_on(async { verigate::import::import(&settings, backend, file).await });
+    match outcome {
+        Ok(report) => {
+            println!(
+                "imported {} rows into table {} of {} (columns: {})",
+                report.rows,
+                report.table,
+                report.database.display(),
+                report.columns.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Config(e)) => refuse(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -52,7 +52,8 @@ pub struct Built {
 
 /// Validates `settings` and builds the state: backends load their data,
 /// secrets resolve, routes check their fields against their backends.
-/// Opens no connection, but needs a Tokio runtime (Redis).
+/// Opens no connection (Redis and database pools connect on first use),
+/// but needs a Tokio runtime.
 pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
     let metrics = Metrics::new();
     let mut backend_names: Vec<&str> = Vec::new();
@@ -88,6 +89,12 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
                 .into(),
         );
     }
+    warnings.extend(
+        backends
+            .iter()
+            .filter_map(|b| b.warning())
+            .map(str::to_owned),
+    );
     let server = &settings.server;
     if server.max_body_bytes == 0 {
         return Err(ConfigError::new(

@@ -11,13 +11,11 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use serde::{
-    Deserializer as _,
-    de::{DeserializeSeed, Error as _, SeqAccess, Visitor},
-};
-use serde_json::{Map, Value};
 
-use super::{Record, RowValues};
+use super::{
+    Record, RowValues,
+    source::{self, RowSink, SourceRow},
+};
 use crate::configuration::{ConfigError, FileBackendSettings};
 
 /// A loaded file backend.
@@ -84,6 +82,11 @@ impl FileBackend {
         &self.name
     }
 
+    /// The data file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The key columns, in the order [`FileBackend::lookup`] takes them.
     pub fn key_columns(&self) -> &[String] {
         &self.key_columns
@@ -140,17 +143,7 @@ impl FileBackend {
     }
 }
 
-/// Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ.
-fn encode_key<'a>(parts: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    for part in parts {
-        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-/// [`encode_key`] on the stack for the usual short keys: a lookup then
+/// [`source::encode_key`] on the stack for the usual short keys: a lookup then
 /// allocates nothing.
 struct KeyBuffer {
     inline: [u8; 96],
@@ -199,18 +192,8 @@ impl KeyBuffer {
 }
 
 fn read_index(path: &Path, key: &[String], columns: &[Box<str>]) -> Result<FileIndex, String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let mut builder = IndexBuilder::new(key, columns);
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    if is_csv {
-        read_csv(&bytes, &mut builder)
-    } else {
-        read_json(&bytes, &mut builder)
-    }
-    .map_err(|e| format!("{shown}: {e}"))?;
+    source::read_file(path, &mut builder)?;
     Ok(builder.finish())
 }
 
@@ -232,41 +215,6 @@ impl<'a> IndexBuilder<'a> {
         }
     }
 
-    /// Adds row `number` (1-based); `get` returns a column's text, `Err` for
-    /// a value that cannot be text, `Ok(None)` for absent or null.
-    fn add(
-        &mut self,
-        number: u32,
-        get: impl Fn(&str) -> Result<Option<String>, String>,
-    ) -> Result<(), String> {
-        let mut key_parts = Vec::with_capacity(self.key.len());
-        for column in self.key {
-            match get(column)? {
-                Some(value) => key_parts.push(value),
-                None => return Err(format!("row {number}: missing key column \"{column}\"")),
-            }
-        }
-        let mut values = Vec::with_capacity(self.columns.len());
-        for column in self.columns {
-            values.push(get(column)?.map(String::into_boxed_str));
-        }
-        let key = encode_key(key_parts.iter().map(|p| p.as_bytes())).into_boxed_slice();
-        match self.rows.entry(key) {
-            Entry::Occupied(existing) => Err(format!(
-                "rows {} and {number} have the same key ({})",
-                existing.get().number,
-                self.key.join(", ")
-            )),
-            Entry::Vacant(slot) => {
-                slot.insert(Row {
-                    number,
-                    values: values.into(),
-                });
-                Ok(())
-            }
-        }
-    }
-
     fn mark_seen(&mut self, column: &str) {
         if let Some(i) = self.columns.iter().position(|c| &**c == column) {
             self.seen[i] = true;
@@ -281,110 +229,45 @@ impl<'a> IndexBuilder<'a> {
     }
 }
 
-fn read_csv(bytes: &[u8], builder: &mut IndexBuilder<'_>) -> Result<(), String> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut reader = csv::Reader::from_reader(bytes);
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("cannot read the header row: {e}"))?
-        .clone();
-    for column in builder.key {
-        if !headers.iter().any(|h| h == column) {
-            return Err(format!("the header has no key column \"{column}\""));
-        }
-    }
-    for header in headers.iter() {
-        builder.mark_seen(header);
-    }
-    let position: HashMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
-    let mut record = csv::StringRecord::new();
-    let mut number: u32 = 0;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(format!("row {}: {e}", number + 1)),
-        }
-        number += 1;
-        builder.add(number, |column| {
-            Ok(position
-                .get(column)
-                .and_then(|&i| record.get(i))
-                .map(str::to_owned))
-        })?;
-    }
-    Ok(())
-}
-
-fn read_json(bytes: &[u8], builder: &mut IndexBuilder<'_>) -> Result<(), String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    (&mut deserializer)
-        .deserialize_seq(RowsVisitor { builder })
-        .and_then(|()| deserializer.end())
-        .map_err(|e| e.to_string())
-}
-
-/// Streams the top-level array, so a large file is never held as values.
-struct RowsVisitor<'b, 'a> {
-    builder: &'b mut IndexBuilder<'a>,
-}
-
-impl<'de> Visitor<'de> for RowsVisitor<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON array of objects")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut number: u32 = 0;
-        while let Some(row) = seq.next_element_seed(RowSeed)? {
-            number += 1;
-            let Some(object) = row else {
-                return Err(A::Error::custom(format!("row {number} is not an object")));
-            };
-            for column in object.keys() {
-                self.builder.mark_seen(column);
+impl RowSink for IndexBuilder<'_> {
+    fn header(&mut self, columns: &[&str]) -> Result<(), String> {
+        for column in self.key {
+            if !columns.contains(&column.as_str()) {
+                return Err(format!("the header has no key column \"{column}\""));
             }
-            self.builder
-                .add(number, |column| json_text(&object, column, number))
-                .map_err(A::Error::custom)?;
+        }
+        for column in columns {
+            self.mark_seen(column);
         }
         Ok(())
     }
-}
 
-/// One array element: `Some(object)`, or `None` for anything else.
-struct RowSeed;
-
-impl<'de> DeserializeSeed<'de> for RowSeed {
-    type Value = Option<Map<String, Value>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let value: Value = serde::Deserialize::deserialize(d)?;
-        Ok(match value {
-            Value::Object(object) => Some(object),
-            _ => None,
-        })
+    fn row(&mut self, row: &SourceRow<'_>) -> Result<(), String> {
+        if let Some(columns) = row.json_columns() {
+            for column in columns {
+                self.mark_seen(column);
+            }
+        }
+        let key = row.key(self.key)?.into_boxed_slice();
+        let mut values = Vec::with_capacity(self.columns.len());
+        for column in self.columns {
+            values.push(row.get(column)?.map(String::into_boxed_str));
+        }
+        match self.rows.entry(key) {
+            Entry::Occupied(existing) => Err(source::duplicate_key(
+                existing.get().number,
+                row.number(),
+                self.key,
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(Row {
+                    number: row.number(),
+                    values: values.into(),
+                });
+                Ok(())
+            }
+        }
     }
-}
-
-/// A JSON cell as text: strings as they are, numbers and booleans as JSON
-/// text, null as absent; nested values as their JSON text.
-fn json_text(
-    object: &Map<String, Value>,
-    column: &str,
-    number: u32,
-) -> Result<Option<String>, String> {
-    Ok(match object.get(column) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::Bool(b)) => Some(b.to_string()),
-        Some(nested) => serde_json::to_string(nested)
-            .map(Some)
-            .map_err(|e| format!("row {number}: column \"{column}\": {e}"))?,
-    })
 }
 
 #[cfg(test)]

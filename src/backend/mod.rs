@@ -1,6 +1,6 @@
 //! Lookup backends. A route hands its backend the request fields the
 //! backend asked for, in the backend's own order, and gets back at most one
-//! record. Each kind is one file and one arm of [`Backend`].
+//! record. Each kind is one module and one arm of [`Backend`].
 
 use std::sync::Arc;
 
@@ -12,6 +12,10 @@ use crate::{
 
 /// JSON or CSV files indexed in memory.
 pub mod file;
+/// Reading JSON and CSV data files row by row (file backend, import).
+pub mod source;
+/// SQLite, PostgreSQL and MySQL through sqlx.
+pub mod sql;
 
 /// Why a lookup could not be answered. The caller sees only
 /// `backend_error` and a fixed hint; the cause goes to the log.
@@ -78,6 +82,8 @@ impl Record {
 pub enum Backend {
     /// `kind = "file"`.
     File(file::FileBackend),
+    /// `kind = "sqlite"`, `"postgres"` or `"mysql"`.
+    Sql(sql::SqlBackend),
 }
 
 impl Backend {
@@ -91,11 +97,19 @@ impl Backend {
         columns: &[String],
         metrics: &Metrics,
     ) -> Result<Backend, ConfigError> {
-        // File lookups have nothing to count beyond what routes record.
-        let _ = metrics;
         match settings {
             BackendSettings::File(s) => {
                 file::FileBackend::load(index, s, columns).map(Backend::File)
+            }
+            // A query's columns are whatever it selects: every one is kept.
+            BackendSettings::Sqlite(s) => {
+                sql::SqlBackend::sqlite(index, s, metrics.backend(&s.name)).map(Backend::Sql)
+            }
+            BackendSettings::Postgres(s) => {
+                sql::SqlBackend::postgres(index, s, metrics.backend(&s.name)).map(Backend::Sql)
+            }
+            BackendSettings::Mysql(s) => {
+                sql::SqlBackend::mysql(index, s, metrics.backend(&s.name)).map(Backend::Sql)
             }
         }
     }
@@ -104,6 +118,24 @@ impl Backend {
     pub fn name(&self) -> &str {
         match self {
             Backend::File(b) => b.name(),
+            Backend::Sql(b) => b.name(),
+        }
+    }
+
+    /// Where the data lives, for `check-config`: the file's path, or a
+    /// database's `host[:port]/database` (never a password or whole URL).
+    pub fn location(&self) -> String {
+        match self {
+            Backend::File(b) => b.path().display().to_string(),
+            Backend::Sql(b) => b.location().to_owned(),
+        }
+    }
+
+    /// A warning to print at start, if the backend's settings deserve one.
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            Backend::File(_) => None,
+            Backend::Sql(b) => b.warning(),
         }
     }
 
@@ -111,13 +143,17 @@ impl Backend {
     pub fn arguments(&self) -> &[String] {
         match self {
             Backend::File(b) => b.key_columns(),
+            Backend::Sql(b) => b.params(),
         }
     }
 
-    /// True when records of this backend can carry `column`.
+    /// True when records of this backend can carry `column`. A query's
+    /// columns are known only to the database, so a SQL backend says yes;
+    /// a column it does not return renders as null.
     pub fn provides(&self, column: &str) -> bool {
         match self {
             Backend::File(b) => b.provides(column),
+            Backend::Sql(_) => true,
         }
     }
 
@@ -126,6 +162,7 @@ impl Backend {
     pub async fn lookup(&self, args: &[Option<&str>]) -> Result<Option<Record>, BackendError> {
         match self {
             Backend::File(b) => Ok(b.lookup(args)),
+            Backend::Sql(b) => b.lookup(args).await,
         }
     }
 
@@ -133,6 +170,7 @@ impl Backend {
     pub async fn check_ready(&self) -> Result<(), String> {
         match self {
             Backend::File(_) => Ok(()),
+            Backend::Sql(b) => b.check_ready().await,
         }
     }
 
@@ -141,6 +179,8 @@ impl Backend {
     pub fn reload(&self) {
         match self {
             Backend::File(b) => b.reload(),
+            // A database is always current: nothing to re-read.
+            Backend::Sql(_) => {}
         }
     }
 }

@@ -224,3 +224,107 @@ fn the_shipped_configuration_is_valid() {
     );
     assert!(stdout.contains("/contiple/customer"));
 }
+
+#[test]
+fn database_backends_are_described_by_host_and_database_never_by_password() {
+    // Arrange: the URLs carry passwords, from the environment and literally.
+    let config = format!(
+        r#"
+[[backends]]
+name = "pg"
+kind = "postgres"
+url = "env:VERIGATE_TEST_PG_URL"
+query = "SELECT user_name AS \"userName\", id FROM customers WHERE call_num = $1"
+params = ["callNum"]
+
+[[backends]]
+name = "maria"
+kind = "mysql"
+url = "mysql://crm:literal-pa55@10.0.0.5/crm"
+query = "SELECT user_name AS userName, id FROM customers WHERE call_num = ?"
+params = ["callNum"]
+
+[[backends]]
+name = "local"
+kind = "sqlite"
+url = "sqlite://data/customers.db"
+query = "SELECT userName, id FROM customers WHERE callNum = ?1"
+params = ["callNum"]
+
+[[routes]]
+name = "contiple"
+path = "/contiple/customer"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "pg"
+request_fields = ["callNum"]
+response_fields = ["userName", "id"]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verigate.toml");
+    std::fs::write(&path, config).unwrap();
+
+    // Act: no database is running; check-config connects to none.
+    let output = Command::new(verigate_bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("VERIGATE_CONFIG")
+        .env(
+            "VERIGATE_TEST_PG_URL",
+            "postgres://app:env-s3cret@db.internal:6432/customers?sslmode=require",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    // Assert
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for line in [
+        "  pg  kind=postgres  host=db.internal:6432/customers",
+        "  maria  kind=mysql  host=10.0.0.5/crm",
+        "  local  kind=sqlite  path=data/customers.db",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("backends[1].url: the URL and its password are written in the file"),
+        "a literal password is warned about:\n{stdout}"
+    );
+    for secret in [
+        "env-s3cret",
+        "literal-pa55",
+        "postgres://",
+        "mysql://",
+        "app:",
+        "crm:",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+        assert!(!stderr.contains(secret), "{secret} printed:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_database_url_of_the_wrong_kind_is_refused_without_echoing_it() {
+    let config = base("{data}").replace(
+        "[[routes]]",
+        r#"[[backends]]
+name = "pg"
+kind = "postgres"
+url = "mysql://crm:hunter2@db/crm"
+query = "SELECT 1 AS one WHERE $1 IS NOT NULL"
+params = ["callNum"]
+
+[[routes]]"#,
+    );
+    let (code, stdout, stderr) = run(&config);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stderr.contains("backends[1].url"), "{stderr}");
+    assert!(
+        stderr.contains("postgres://"),
+        "the hint names the scheme: {stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

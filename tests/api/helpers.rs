@@ -93,6 +93,31 @@ fn init_tracing() {
     });
 }
 
+impl TestApp {
+    /// `GET /readyz`: status and JSON body.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.address))
+            .send()
+            .await
+            .expect("readyz answers");
+        status_and_json(response).await
+    }
+
+    /// `GET /metrics`: the exposition text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
 /// Starts verigate with the default configuration.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&default_config()).await
