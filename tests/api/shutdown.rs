@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    helpers::{Call, PATH, default_config},
+    helpers::{Call, KEY, PATH, default_config},
     process::ServerProcess,
     raw_http::{connect, read_reply, status},
 };
@@ -81,4 +81,51 @@ async fn sighup_reloads_the_data_file_and_a_bad_file_keeps_the_old_rows() {
         "{}",
         server.log()
     );
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_backend_call_lets_it_finish_then_exits_0() {
+    // Arrange: a SQLite backend whose query takes about two seconds.
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("slow.db");
+    std::fs::write(&database, b"").unwrap();
+    let slow = format!(
+        r#"
+[[backends]]
+name = "slow"
+kind = "sqlite"
+url = "sqlite://{}"
+query = "SELECT 'slow answer' AS userName, (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000000) SELECT count(*) FROM c) AS id WHERE ?1 IS NOT NULL"
+params = ["callNum"]
+timeout_ms = 30000
+
+[[routes]]
+name = "slow"
+path = "/slow"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "slow"
+request_fields = ["callNum"]
+response_fields = ["userName", "id"]
+"#,
+        database.display()
+    );
+    let mut server = ServerProcess::start(&format!("{}{slow}", default_config()), &[]);
+    let call = Call::new(r#"{"callNum":"1"}"#).path("/slow");
+    let client = reqwest::Client::new();
+    let address = server.address.clone();
+    let in_flight = tokio::spawn(async move { call.send_to(&client, &address).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Act
+    server.terminate();
+
+    // Assert: the lookup completes with its answer, then the process exits 0.
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["userName"], "slow answer");
+    assert_eq!(body["data"]["id"], "6000000");
+    let exit = server.wait(Duration::from_secs(35));
+    assert!(exit.success(), "exit status {exit:?}\n{}", server.log());
 }
