@@ -328,3 +328,15 @@ params = ["callNum"]
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn the_deploy_configuration_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/compose/verigate.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let settings = verigate::configuration::Settings::from_toml(&text)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(matches!(
+        settings.replay,
+        verigate::configuration::ReplaySettings::Redis(_)
+    ));
+}
