@@ -340,3 +340,26 @@ fn the_deploy_configuration_parses() {
         verigate::configuration::ReplaySettings::Redis(_)
     ));
 }
+
+#[test]
+fn two_body_signed_routes_sharing_a_key_are_warned_about() {
+    let second = format!(
+        r#"
+[[routes]]
+name = "second"
+path = "/contiple/second"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "customers"
+request_fields = ["callNum", "nation"]
+response_fields = ["userName"]
+"#
+    );
+    let (code, stdout, stderr) = run(&format!("{}{second}", base("{data}")));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("routes[0] and routes[1] share a key"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(KEY));
+}
