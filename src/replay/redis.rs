@@ -1,6 +1,9 @@
 //! The Redis replay store: what lets several replicas share one view of
-//! what was already admitted. One round trip per request: a server-side
-//! script does the epoch check and the `SET key 1 NX PX ttl` atomically.
+//! what was already admitted. One server-side script call per request
+//! (EVALSHA) does the epoch check and the `SET key 1 NX PX ttl` atomically;
+//! calls that arrive while the previous ones are in flight travel together
+//! as one pipeline, so a busy replica makes one write and one read for
+//! many requests instead of one each.
 //!
 //! The epoch guard (DESIGN §8a): a Redis that restarts without persistence,
 //! or fails over, forgets admitted requests. verigate keeps `<prefix>epoch`,
@@ -17,6 +20,7 @@ use redis::{
 };
 use secrecy::ExposeSecret;
 use thread_local::ThreadLocal;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{ReplayError, ReplayKey};
 use crate::{
@@ -54,6 +58,7 @@ pub struct RedisStore {
     client: Client,
     config: ConnectionManagerConfig,
     connections: ThreadLocal<ConnectionManager>,
+    batchers: ThreadLocal<mpsc::UnboundedSender<Admit>>,
     admit: Script,
     prefix: String,
     epoch_key: String,
@@ -93,6 +98,7 @@ impl RedisStore {
             client,
             config,
             connections: ThreadLocal::new(),
+            batchers: ThreadLocal::new(),
             admit: Script::new(ADMIT_SCRIPT),
             epoch_key: format!("{}epoch", settings.key_prefix),
             prefix: settings.key_prefix.clone(),
@@ -115,16 +121,24 @@ impl RedisStore {
     ) -> Result<bool, ReplayError> {
         let replay_key = format!("{}r:{}", self.prefix, hex(key.as_bytes()));
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = self.connection()?;
-        // `invoke_async` sends EVALSHA and reloads the script on NOSCRIPT
-        // (after a restart or SCRIPT FLUSH).
-        let mut invocation = self.admit.key(&replay_key);
-        invocation
-            .key(&self.epoch_key)
-            .arg(ttl_ms)
-            .arg(timestamp_ms.unwrap_or(-1))
-            .arg(now_millis());
-        let call = invocation.invoke_async::<i64>(&mut connection);
+        let (reply, answer) = oneshot::channel();
+        let admit = Admit {
+            key: replay_key,
+            ttl_ms,
+            timestamp_ms: timestamp_ms.unwrap_or(-1),
+            now_ms: now_millis(),
+            reply,
+        };
+        self.batcher()?
+            .send(admit)
+            .map_err(|_| ReplayError::Unavailable(anyhow::anyhow!("the Redis batcher stopped")))?;
+        let call = async {
+            answer.await.unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::BrokenPipe,
+                )))
+            })
+        };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(1)) => Ok(true),
             Ok(Ok(0)) => Ok(false),
@@ -141,6 +155,23 @@ impl RedisStore {
                 self.timeout
             ))),
         }
+    }
+
+    /// This thread's batcher: a task on this thread's runtime that sends
+    /// every admit queued while the previous batch was in flight as one
+    /// pipeline (one write and one read for many requests).
+    fn batcher(&self) -> Result<&mpsc::UnboundedSender<Admit>, ReplayError> {
+        self.batchers.get_or_try(|| {
+            let connection = self.connection()?;
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(send_batches(
+                connection,
+                self.admit.clone(),
+                self.epoch_key.clone(),
+                receiver,
+            ));
+            Ok(sender)
+        })
     }
 
     /// This thread's connection manager, created (not connected) on first use.
@@ -179,6 +210,85 @@ impl RedisStore {
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %kind(&e), "cannot reach Redis at start"),
             Err(_) => tracing::warn!("Redis did not answer at start"),
+        }
+    }
+}
+
+/// One queued admit and where its answer goes.
+struct Admit {
+    key: String,
+    ttl_ms: u64,
+    timestamp_ms: i64,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<i64, redis::RedisError>>,
+}
+
+/// Most admits sent in one pipeline.
+const MAX_BATCH: usize = 256;
+
+/// Sends queued admits as pipelines of EVALSHA until every sender is gone.
+/// A batch that finds the script missing (Redis restarted or flushed its
+/// scripts) loads it and is sent once more.
+async fn send_batches(
+    mut connection: ConnectionManager,
+    script: Script,
+    epoch_key: String,
+    mut queue: mpsc::UnboundedReceiver<Admit>,
+) {
+    let mut batch: Vec<Admit> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(admit) => batch.push(admit),
+                Err(_) => break,
+            }
+        }
+        // Callers that timed out are not worth a round trip.
+        batch.retain(|admit| !admit.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let mut pipeline = redis::pipe();
+        for admit in &batch {
+            let mut command = redis::cmd("EVALSHA");
+            command
+                .arg(script.get_hash())
+                .arg(2)
+                .arg(&admit.key)
+                .arg(&epoch_key)
+                .arg(admit.ttl_ms)
+                .arg(admit.timestamp_ms)
+                .arg(admit.now_ms);
+            pipeline.add_command(command);
+        }
+        let mut result = pipeline.query_async::<Vec<i64>>(&mut connection).await;
+        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
+            result = match script.load_async(&mut connection).await {
+                Ok(_) => pipeline.query_async::<Vec<i64>>(&mut connection).await,
+                Err(e) => Err(e),
+            };
+        }
+        match result {
+            Ok(answers) if answers.len() == batch.len() => {
+                for (admit, answer) in batch.drain(..).zip(answers) {
+                    let _ = admit.reply.send(Ok(answer));
+                }
+            }
+            Ok(_) => {
+                let error = redis::RedisError::from(std::io::Error::other(
+                    "Redis answered a pipeline with the wrong number of replies",
+                ));
+                for admit in batch.drain(..) {
+                    let _ = admit.reply.send(Err(error.clone()));
+                }
+            }
+            Err(error) => {
+                for admit in batch.drain(..) {
+                    let _ = admit.reply.send(Err(error.clone()));
+                }
+            }
         }
     }
 }

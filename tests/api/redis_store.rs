@@ -100,6 +100,29 @@ async fn after_redis_loses_its_data_an_old_request_is_still_refused() {
 }
 
 #[tokio::test]
+async fn a_flushed_script_cache_is_reloaded_by_itself() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    assert_eq!(Call::new(unique(0)).send(&app).await.status(), 200);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let replay = Call::new(unique(1)).frozen();
+    assert_eq!(replay.send(&app).await.status(), 200, "NOSCRIPT is handled");
+    assert_eq!(
+        replay.send(&app).await.status(),
+        403,
+        "and replays still caught"
+    );
+}
+
+#[tokio::test]
 async fn while_redis_is_down_every_request_is_503_and_none_admitted() {
     let Some(mut redis) = RedisServer::start() else {
         return;
