@@ -104,3 +104,51 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
     assert_eq!(access["fields"]["status"], 200, "{access}");
     assert_eq!(access["fields"]["route"], "contiple", "{access}");
 }
+
+#[tokio::test]
+async fn a_database_error_that_quotes_a_request_field_is_logged_without_it() {
+    let Some(postgres) = crate::servers::PostgresServer::start() else {
+        return;
+    };
+    let route = format!(
+        r#"
+[[backends]]
+name = "strict-db"
+kind = "postgres"
+url = "{}"
+query = 'SELECT $1 AS "userName" WHERE $1::int > 0'
+params = ["callNum"]
+
+[[routes]]
+name = "strict"
+path = "/strict"
+scheme = "contiple"
+keys = ["{KEY}"]
+backend = "strict-db"
+request_fields = ["callNum"]
+response_fields = ["userName"]
+"#,
+        postgres.url("postgres")
+    );
+    let mut server = ServerProcess::start(
+        &format!("{}{route}", default_config()),
+        &[("RUST_LOG", "trace")],
+    );
+    let response = Call::new(r#"{"callNum":"010-2468-1357"}"#)
+        .path("/strict")
+        .send_to(&reqwest::Client::new(), &server.address)
+        .await;
+    assert_eq!(response.status(), 500);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(r#""code":"backend_error""#), "{body}");
+    assert!(!body.contains("2468"), "no internals in the reply: {body}");
+
+    server.terminate();
+    assert!(server.wait(Duration::from_secs(35)).success());
+    let log = server.log();
+    assert!(
+        log.contains("SQLSTATE 22P02"),
+        "the cause is logged by code:\n{log}"
+    );
+    assert!(!log.contains("2468"), "the field value is not:\n{log}");
+}

@@ -80,6 +80,14 @@ impl From<SqlError> for BackendError {
     fn from(e: SqlError) -> Self {
         match e {
             SqlError::Timeout => BackendError::Timeout,
+            // A database's own message can quote the bound values (PostgreSQL:
+            // `invalid input syntax for type integer: "01012345678"`), and
+            // those are callers' personal data: the log gets the SQLSTATE only.
+            SqlError::Database(sqlx::Error::Database(db)) => BackendError::Failed(anyhow::anyhow!(
+                "the database refused the query (SQLSTATE {}); the message is withheld \
+                     because it may quote request fields",
+                db.code().as_deref().unwrap_or("unknown")
+            )),
             other => BackendError::Failed(anyhow::Error::new(other)),
         }
     }
