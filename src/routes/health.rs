@@ -51,6 +51,19 @@ pub async fn readiness(state: web::Data<AppState>) -> HttpResponse {
     response.json(body)
 }
 
+/// Any other method on an operational endpoint: 405 in the default envelope.
+pub async fn get_only() -> HttpResponse {
+    let mut response = crate::envelope::Envelope::default().error(crate::envelope::ErrorReply {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: crate::error::ErrorCode::MethodNotAllowed,
+        detail: Some("this endpoint accepts GET only"),
+    });
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+    response
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

@@ -20,18 +20,18 @@ pub fn configure(serve_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.service(
             web::resource("/healthz")
                 .route(web::get().to(health::health_check))
-                .default_service(web::to(lookup::dispatch)),
+                .default_service(web::to(health::get_only)),
         )
         .service(
             web::resource("/readyz")
                 .route(web::get().to(health::readiness))
-                .default_service(web::to(lookup::dispatch)),
+                .default_service(web::to(health::get_only)),
         );
         if serve_metrics {
             cfg.service(
                 web::resource("/metrics")
                     .route(web::get().to(health::metrics))
-                    .default_service(web::to(lookup::dispatch)),
+                    .default_service(web::to(health::get_only)),
             );
         }
         cfg.default_service(web::to(lookup::dispatch));

@@ -34,6 +34,21 @@ async fn healthz_and_readyz_answer() {
 }
 
 #[tokio::test]
+async fn operational_endpoints_accept_get_only() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], "GET", "{path}");
+        crate::helpers::assert_error(response, 405, "method_not_allowed", path).await;
+    }
+}
+
+#[tokio::test]
 async fn metrics_count_exactly_the_requests_sent() {
     let app = spawn_app().await;
     let found = Call::new(r#"{"callNum":"1","nation":"korea"}"#).frozen();
