@@ -104,6 +104,12 @@ impl ReplayStore {
         metrics: &Metrics,
     ) -> Result<Self, ConfigError> {
         let (kind, on_error) = match settings {
+            ReplaySettings::Memory(s) if s.capacity == 0 => {
+                return Err(ConfigError::new(
+                    "replay.capacity",
+                    "must be at least 1 (size it as peak requests/s × 2 × tolerance_secs)",
+                ));
+            }
             ReplaySettings::Memory(s) => (
                 StoreKind::Memory(memory::MemoryStore::new(s.capacity)),
                 OnStoreError::Reject,

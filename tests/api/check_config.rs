@@ -183,6 +183,11 @@ response_fields = ["userName"]
             "routes[0].path",
             "reserved path",
         ),
+        (
+            format!("[replay]\ncapacity = 0\n{good}"),
+            "replay.capacity",
+            "zero capacity",
+        ),
         ("this is not toml".to_string(), "", "not TOML"),
     ];
     for (config, path, what) in cases {
