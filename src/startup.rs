@@ -96,11 +96,14 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
             .map(str::to_owned),
     );
     let server = &settings.server;
-    if server.max_body_bytes == 0 {
-        return Err(ConfigError::new(
-            "server.max_body_bytes",
-            "must be at least 1",
-        ));
+    for (key, value) in [
+        ("server.max_body_bytes", server.max_body_bytes as u64),
+        ("server.header_timeout_ms", server.header_timeout_ms),
+        ("server.body_timeout_ms", server.body_timeout_ms),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
     }
     let unmatched = metrics.route(UNMATCHED_ROUTE);
     let state = AppState {
