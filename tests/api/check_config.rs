@@ -188,6 +188,11 @@ response_fields = ["userName"]
             "replay.capacity",
             "zero capacity",
         ),
+        (
+            format!("[server]\nbody_timeout_ms = 0\n{good}"),
+            "server.body_timeout_ms",
+            "zero body timeout",
+        ),
         ("this is not toml".to_string(), "", "not TOML"),
     ];
     for (config, path, what) in cases {
