@@ -278,6 +278,30 @@ async fn timed(call: &Call, client: &reqwest::Client, address: &str) -> (u16, Va
 // ---------------------------------------------------------------------------
 // Lookups
 
+/// One test per database for a behaviour that takes a [`Fixture`]: the
+/// test `<behaviour>::<database>` skips when that database is not installed
+/// (or fails, under `VERIGATE_REQUIRE_SERVERS=1`).
+macro_rules! on_each_database {
+    ($behaviour:ident: $($database:ident),+) => {
+        mod $behaviour {
+            $(
+                #[tokio::test]
+                async fn $database() {
+                    let Some(fixture) = super::Fixture::$database().await else {
+                        return;
+                    };
+                    super::$behaviour(fixture).await;
+                }
+            )+
+        }
+    };
+}
+
+on_each_database!(lookups_answer_from_the_query: postgres, mysql, sqlite);
+on_each_database!(injection_strings_find_nothing_and_leave_the_table_intact: postgres, mysql, sqlite);
+on_each_database!(slow_queries_time_out_and_leak_no_connection: postgres, mysql, sqlite);
+on_each_database!(an_outage_is_survived_without_a_restart: postgres, mysql);
+
 async fn lookups_answer_from_the_query(fixture: Fixture) {
     // Arrange
     let app = spawn_app_with(&fixture.config(3_000, 4)).await;
@@ -355,30 +379,6 @@ async fn lookups_answer_from_the_query(fixture: Fixture) {
     );
 }
 
-#[tokio::test]
-async fn postgres_lookups_answer_from_the_query() {
-    let Some(fixture) = Fixture::postgres().await else {
-        return;
-    };
-    lookups_answer_from_the_query(fixture).await;
-}
-
-#[tokio::test]
-async fn mysql_lookups_answer_from_the_query() {
-    let Some(fixture) = Fixture::mysql().await else {
-        return;
-    };
-    lookups_answer_from_the_query(fixture).await;
-}
-
-#[tokio::test]
-async fn sqlite_lookups_answer_from_the_query() {
-    let Some(fixture) = Fixture::sqlite().await else {
-        return;
-    };
-    lookups_answer_from_the_query(fixture).await;
-}
-
 // ---------------------------------------------------------------------------
 // Injection
 
@@ -414,30 +414,6 @@ async fn injection_strings_find_nothing_and_leave_the_table_intact(fixture: Fixt
     .await;
     assert_eq!(status, 200, "{}: {body}", fixture.kind);
     assert_eq!(body["data"]["id"], "testId");
-}
-
-#[tokio::test]
-async fn postgres_injection_strings_find_nothing_and_leave_the_table_intact() {
-    let Some(fixture) = Fixture::postgres().await else {
-        return;
-    };
-    injection_strings_find_nothing_and_leave_the_table_intact(fixture).await;
-}
-
-#[tokio::test]
-async fn mysql_injection_strings_find_nothing_and_leave_the_table_intact() {
-    let Some(fixture) = Fixture::mysql().await else {
-        return;
-    };
-    injection_strings_find_nothing_and_leave_the_table_intact(fixture).await;
-}
-
-#[tokio::test]
-async fn sqlite_injection_strings_find_nothing_and_leave_the_table_intact() {
-    let Some(fixture) = Fixture::sqlite().await else {
-        return;
-    };
-    injection_strings_find_nothing_and_leave_the_table_intact(fixture).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -643,30 +619,6 @@ async fn slow_queries_time_out_and_leak_no_connection(fixture: Fixture) {
     }
 }
 
-#[tokio::test]
-async fn postgres_slow_queries_time_out_and_leak_no_connection() {
-    let Some(fixture) = Fixture::postgres().await else {
-        return;
-    };
-    slow_queries_time_out_and_leak_no_connection(fixture).await;
-}
-
-#[tokio::test]
-async fn mysql_slow_queries_time_out_and_leak_no_connection() {
-    let Some(fixture) = Fixture::mysql().await else {
-        return;
-    };
-    slow_queries_time_out_and_leak_no_connection(fixture).await;
-}
-
-#[tokio::test]
-async fn sqlite_slow_queries_time_out_and_leak_no_connection() {
-    let Some(fixture) = Fixture::sqlite().await else {
-        return;
-    };
-    slow_queries_time_out_and_leak_no_connection(fixture).await;
-}
-
 // ---------------------------------------------------------------------------
 // Outages
 
@@ -829,22 +781,6 @@ async fn an_outage_is_survived_without_a_restart(mut fixture: Fixture) {
     let last: Vec<u16> = answers.iter().rev().take(5).map(|(s, _, _)| *s).collect();
     assert_eq!(last, vec![200; 5], "{kind}: lookups did not recover");
     assert_eq!(app.readyz().await.0, 200, "{kind}: ready again");
-}
-
-#[tokio::test]
-async fn postgres_outage_is_survived_without_restarting_verigate() {
-    let Some(fixture) = Fixture::postgres().await else {
-        return;
-    };
-    an_outage_is_survived_without_a_restart(fixture).await;
-}
-
-#[tokio::test]
-async fn mysql_outage_is_survived_without_restarting_verigate() {
-    let Some(fixture) = Fixture::mysql().await else {
-        return;
-    };
-    an_outage_is_survived_without_a_restart(fixture).await;
 }
 
 #[tokio::test]
