@@ -1,9 +1,10 @@
 //! The Redis replay store: what lets several replicas share one view of
-//! what was already admitted. One server-side script call per request
-//! (EVALSHA) does the epoch check and the `SET key 1 NX PX ttl` atomically;
-//! calls that arrive while the previous ones are in flight travel together
-//! as one pipeline, so a busy replica makes one write and one read for
-//! many requests instead of one each.
+//! what was already admitted. A server-side script (EVALSHA) does the epoch
+//! check and the `SET key 1 NX PX ttl` atomically. Admits that arrive while
+//! the previous call is in flight travel together in the next call: one
+//! script run admits a whole batch, so a busy replica costs Redis one
+//! command, one write and one read for many requests instead of one each
+//! (Lua's per-call cost was most of Redis's time per request).
 //!
 //! The epoch guard (DESIGN §8a): a Redis that restarts without persistence,
 //! or fails over, forgets admitted requests. verigate keeps `<prefix>epoch`,
@@ -28,24 +29,35 @@ use crate::{
     domain::timestamp::now_millis,
 };
 
-/// KEYS[1] replay key, KEYS[2] epoch key; ARGV[1] ttl ms (also the guard
-/// window), ARGV[2] the request's timestamp ms (-1: none), ARGV[3] now ms.
-/// Returns 1 first seen, 0 replay, -1 signed before the epoch.
+/// KEYS[1] the epoch key, KEYS[2..] the replay keys of one batch;
+/// ARGV[1] now ms, ARGV[2] the longest ttl ms in the batch, then for each
+/// replay key its ttl ms (also its guard window) and the request's
+/// timestamp ms (-1: none). Returns, per replay key in order, 1 first
+/// seen, 0 replay, -1 signed before the epoch. A key twice in one batch is
+/// first seen once, like two calls in a row. Outside the guard window (the
+/// usual case) a key costs one SET and nothing else: Lua's per-key work is
+/// most of what a batch costs Redis.
 const ADMIT_SCRIPT: &str = r"
-local now = tonumber(ARGV[3])
-local epoch = tonumber(redis.call('GET', KEYS[2]))
+local now = tonumber(ARGV[1])
+local epoch = tonumber(redis.call('GET', KEYS[1]))
 if not epoch then
-  redis.call('SET', KEYS[2], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1])
   epoch = now
 end
-local ts = tonumber(ARGV[2])
-if ts >= 0 and ts < epoch and now < epoch + tonumber(ARGV[1]) then
-  return -1
+local guarding = now < epoch + tonumber(ARGV[2])
+local answers = {}
+for i = 2, #KEYS do
+  local ttl = ARGV[2 * i - 1]
+  if guarding and tonumber(ARGV[2 * i]) >= 0 and tonumber(ARGV[2 * i]) < epoch
+      and now < epoch + tonumber(ttl) then
+    answers[i - 1] = -1
+  elseif redis.call('SET', KEYS[i], '1', 'NX', 'PX', ttl) then
+    answers[i - 1] = 1
+  else
+    answers[i - 1] = 0
+  end
 end
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  return 1
-end
-return 0
+return answers
 ";
 
 /// A lazily connected, self-reconnecting Redis store.
@@ -126,7 +138,6 @@ impl RedisStore {
             key: replay_key,
             ttl_ms,
             timestamp_ms: timestamp_ms.unwrap_or(-1),
-            now_ms: now_millis(),
             reply,
         };
         self.batcher()?
@@ -219,16 +230,15 @@ struct Admit {
     key: String,
     ttl_ms: u64,
     timestamp_ms: i64,
-    now_ms: i64,
     reply: oneshot::Sender<Result<i64, redis::RedisError>>,
 }
 
-/// Most admits sent in one pipeline.
+/// Most admits sent in one script call.
 const MAX_BATCH: usize = 256;
 
-/// Sends queued admits as pipelines of EVALSHA until every sender is gone.
-/// A batch that finds the script missing (Redis restarted or flushed its
-/// scripts) loads it and is sent once more.
+/// Sends queued admits, a batch per script call, until every sender is
+/// gone. A batch that finds the script missing (Redis restarted or flushed
+/// its scripts) loads it and is sent once more.
 async fn send_batches(
     mut connection: ConnectionManager,
     script: Script,
@@ -249,39 +259,28 @@ async fn send_batches(
         if batch.is_empty() {
             continue;
         }
-        let mut pipeline = redis::pipe();
-        for admit in &batch {
-            let mut command = redis::cmd("EVALSHA");
-            command
-                .arg(script.get_hash())
-                .arg(2)
-                .arg(&admit.key)
-                .arg(&epoch_key)
-                .arg(admit.ttl_ms)
-                .arg(admit.timestamp_ms)
-                .arg(admit.now_ms);
-            pipeline.add_command(command);
-        }
-        let mut result = pipeline.query_async::<Vec<i64>>(&mut connection).await;
+        let command = admit_command(&script, &epoch_key, &batch);
+        let mut result = command.query_async::<Vec<i64>>(&mut connection).await;
         if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
         {
             result = match script.load_async(&mut connection).await {
-                Ok(_) => pipeline.query_async::<Vec<i64>>(&mut connection).await,
+                Ok(_) => command.query_async::<Vec<i64>>(&mut connection).await,
                 Err(e) => Err(e),
             };
         }
+        let result = result.and_then(|answers| {
+            if answers.len() == batch.len() {
+                Ok(answers)
+            } else {
+                Err(redis::RedisError::from(std::io::Error::other(
+                    "Redis answered a batch with the wrong number of replies",
+                )))
+            }
+        });
         match result {
-            Ok(answers) if answers.len() == batch.len() => {
+            Ok(answers) => {
                 for (admit, answer) in batch.drain(..).zip(answers) {
                     let _ = admit.reply.send(Ok(answer));
-                }
-            }
-            Ok(_) => {
-                let error = redis::RedisError::from(std::io::Error::other(
-                    "Redis answered a pipeline with the wrong number of replies",
-                ));
-                for admit in batch.drain(..) {
-                    let _ = admit.reply.send(Err(error.clone()));
                 }
             }
             Err(error) => {
@@ -291,6 +290,24 @@ async fn send_batches(
             }
         }
     }
+}
+
+/// One EVALSHA of the admit script for the whole batch.
+fn admit_command(script: &Script, epoch_key: &str, batch: &[Admit]) -> redis::Cmd {
+    let mut command = redis::cmd("EVALSHA");
+    command
+        .arg(script.get_hash())
+        .arg(batch.len() + 1)
+        .arg(epoch_key);
+    for admit in batch {
+        command.arg(&admit.key);
+    }
+    let longest_ttl_ms = batch.iter().map(|admit| admit.ttl_ms).max().unwrap_or(1);
+    command.arg(now_millis()).arg(longest_ttl_ms);
+    for admit in batch {
+        command.arg(admit.ttl_ms).arg(admit.timestamp_ms);
+    }
+    command
 }
 
 fn hex(bytes: &[u8]) -> String {

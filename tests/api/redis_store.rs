@@ -55,6 +55,81 @@ async fn two_replicas_sharing_redis_admit_one_of_200_concurrent_copies() {
     assert_eq!(admitted, 1);
 }
 
+/// One replica under a burst: admits travel to Redis in batches, so copies
+/// of one request and unique requests share a script call. Every unique
+/// request is admitted once, one copy of the repeated one, and what Redis
+/// holds is one `<prefix>r:<hex>` key per admission that expires after two
+/// tolerances.
+#[tokio::test]
+async fn a_burst_on_one_replica_admits_each_request_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    let copy = Call::new(BODY).frozen();
+    let client = reqwest::Client::new();
+    let sends = (0..300).map(|i| {
+        let call = if i % 10 == 0 {
+            copy.clone()
+        } else {
+            Call::new(unique(i)).frozen()
+        };
+        let client = client.clone();
+        let address = app.address.clone();
+        async move { (i % 10 == 0, call.send_to(&client, &address).await.status()) }
+    });
+    let mut copies_admitted = 0;
+    for (is_copy, status) in join_all(sends).await {
+        match (is_copy, status.as_u16()) {
+            (true, 200) => copies_admitted += 1,
+            (true, status) => assert_eq!(status, 403, "a copy is a replay"),
+            (false, status) => assert_eq!(status, 200, "a unique request is admitted"),
+        }
+    }
+    assert_eq!(copies_admitted, 1);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let replay_keys: Vec<&String> = keys.iter().filter(|k| *k != "test:epoch").collect();
+    assert_eq!(replay_keys.len(), 271, "270 unique + 1 copy: {keys:?}");
+    for key in replay_keys {
+        let hex = key.strip_prefix("test:r:").expect("under the prefix");
+        assert_eq!(hex.len(), 32, "{key}");
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(
+            (590_000..=600_000).contains(&ttl),
+            "{key} expires in {ttl} ms"
+        );
+    }
+    // At most one script call per request (plus a NOSCRIPT retry per
+    // worker thread): a batch never costs more calls than it holds.
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let calls: usize = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("EVALSHA was called");
+    assert!(calls <= 300 + 8, "{calls} script calls for 300 requests");
+}
+
 #[tokio::test]
 async fn after_redis_loses_its_data_an_old_request_is_still_refused() {
     let Some(mut redis) = RedisServer::start() else {
