@@ -1,6 +1,8 @@
-//! One Redis replay-store round trip on loopback (the admit script:
-//! epoch check + SET NX PX), against a redis-server this bench starts on a
-//! free port. Skips with a message when redis-server is not installed.
+//! The Redis replay store on loopback, against a redis-server this bench
+//! starts on a free port: one admit alone (a round trip: the script's epoch
+//! check and SET NX PX), a replay detected, and 32 admits at once (one
+//! batch, one script call). Runs inside a `LocalSet`, as on an actix
+//! worker. Skips with a message when redis-server is not installed.
 
 use std::{
     hint::black_box,
@@ -58,7 +60,8 @@ fn redis_round_trip(c: &mut Criterion) {
     let ReplaySettings::Redis(_) = &settings.replay else {
         panic!("redis settings expected");
     };
-    let store = runtime.block_on(async {
+    let local = tokio::task::LocalSet::new();
+    let store = local.block_on(&runtime, async {
         let store = ReplayStore::from_settings(&settings.replay, &Metrics::new()).expect("store");
         store.init().await;
         store
@@ -69,16 +72,34 @@ fn redis_round_trip(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let key = ReplayKey::from_mac("bench", &n.to_le_bytes());
-            let admitted = runtime
-                .block_on(store.first_seen(&key, ttl, Some(i64::MAX)))
+            let admitted = local
+                .block_on(&runtime, store.first_seen(&key, ttl, Some(i64::MAX)))
                 .expect("redis answers");
             black_box(admitted)
         })
     });
     let key = ReplayKey::from_mac("bench", &1u64.to_le_bytes());
     c.bench_function("replay_redis_replay_detect", |b| {
-        b.iter(|| black_box(runtime.block_on(store.first_seen(&key, ttl, None))))
+        b.iter(|| black_box(local.block_on(&runtime, store.first_seen(&key, ttl, None))))
     });
+    let mut group = c.benchmark_group("replay_redis_batch");
+    group.throughput(criterion::Throughput::Elements(32));
+    group.bench_function("32_admits", |b| {
+        b.iter(|| {
+            let keys: Vec<ReplayKey> = (0..32)
+                .map(|_| {
+                    n += 1;
+                    ReplayKey::from_mac("bench", &n.to_le_bytes())
+                })
+                .collect();
+            let admits = keys
+                .iter()
+                .map(|key| store.first_seen(key, ttl, Some(i64::MAX)));
+            let answers = local.block_on(&runtime, futures_util::future::join_all(admits));
+            black_box(answers)
+        })
+    });
+    group.finish();
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
