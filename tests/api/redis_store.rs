@@ -88,8 +88,7 @@ async fn a_burst_on_one_replica_admits_each_request_once() {
     }
     assert_eq!(copies_admitted, 1);
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connection().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut connection)
@@ -181,8 +180,7 @@ async fn a_flushed_script_cache_is_reloaded_by_itself() {
     };
     let app = spawn_app_with(&redis_config(&redis, "")).await;
     assert_eq!(Call::new(unique(0)).send(&app).await.status(), 200);
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connection().await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut connection)
@@ -195,6 +193,42 @@ async fn a_flushed_script_cache_is_reloaded_by_itself() {
         403,
         "and replays still caught"
     );
+}
+
+/// The README's advice: with `noeviction`, a Redis out of memory refuses
+/// the insert, and verigate answers 503 rather than admitting unrecorded.
+#[tokio::test]
+async fn a_redis_out_of_memory_refuses_rather_than_admits() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    assert_eq!(Call::new(unique(0)).send(&app).await.status(), 200);
+    let mut connection = redis.connection().await;
+    let set_maxmemory = |bytes: &'static str| {
+        let mut command = redis::cmd("CONFIG");
+        command.arg("SET").arg("maxmemory").arg(bytes);
+        command.arg("maxmemory-policy").arg("noeviction");
+        command
+    };
+    let _: () = set_maxmemory("1")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let refused = Call::new(unique(1)).frozen();
+    let response = refused.send(&app).await;
+    assert_error(response, 503, "store_unavailable", "Redis out of memory").await;
+
+    let _: () = set_maxmemory("0")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.send(&app).await.status(),
+        200,
+        "nothing was recorded"
+    );
+    assert_eq!(refused.send(&app).await.status(), 403);
 }
 
 #[tokio::test]

@@ -92,6 +92,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A client connection, for a test to look at or change the server.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
     fn launch(&mut self) {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string()])
