@@ -322,6 +322,47 @@ async fn a_redis_down_at_start_does_not_stop_verigate() {
     }
 }
 
+/// A Redis that wants a password: the one in `redis_url` (here from a
+/// `file:` reference) is used; a wrong one fails closed, visibly in
+/// `/readyz`.
+#[tokio::test]
+async fn a_password_in_the_url_authenticates_and_a_wrong_one_fails_closed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut connection = redis.connection().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret-pw")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = |password: &str| {
+        let path = dir.path().join(format!("url-{password}"));
+        let url = redis
+            .url()
+            .replace("redis://", &format!("redis://:{password}@"));
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        redis_config(&redis, "").replace(
+            &format!("redis_url = \"{}\"", redis.url()),
+            &format!("redis_url = \"file:{}\"", path.display()),
+        )
+    };
+
+    let app = spawn_app_with(&with_password("s3cret-pw")).await;
+    let admitted = Call::new(unique(0)).frozen();
+    assert_eq!(admitted.send(&app).await.status(), 200);
+    assert_eq!(admitted.send(&app).await.status(), 403);
+    assert_eq!(readyz(&app).await, 200);
+
+    let app = spawn_app_with(&with_password("wrong-pw")).await;
+    let response = Call::new(unique(1)).send(&app).await;
+    assert_error(response, 503, "store_unavailable", "wrong password").await;
+    assert_eq!(readyz(&app).await, 503);
+}
+
 #[test]
 fn check_config_shows_the_redis_host_never_the_password() {
     let Some(redis) = RedisServer::start() else {
