@@ -13,7 +13,7 @@
 //! have been admitted before the loss). Checking in the script, on every
 //! call, catches a loss however the connection came back.
 
-use std::time::Duration;
+use std::{cell::RefCell, time::Duration};
 
 use redis::{
     Client, Script,
@@ -70,7 +70,7 @@ pub struct RedisStore {
     client: Client,
     config: ConnectionManagerConfig,
     connections: ThreadLocal<ConnectionManager>,
-    batchers: ThreadLocal<mpsc::UnboundedSender<Admit>>,
+    batchers: ThreadLocal<RefCell<Option<mpsc::UnboundedSender<Admit>>>>,
     admit: Script,
     prefix: String,
     epoch_key: String,
@@ -140,9 +140,7 @@ impl RedisStore {
             timestamp_ms: timestamp_ms.unwrap_or(-1),
             reply,
         };
-        self.batcher()?
-            .send(admit)
-            .map_err(|_| ReplayError::Unavailable(anyhow::anyhow!("the Redis batcher stopped")))?;
+        self.enqueue(admit)?;
         let call = async {
             answer.await.unwrap_or_else(|_| {
                 Err(redis::RedisError::from(std::io::Error::from(
@@ -174,28 +172,42 @@ impl RedisStore {
     /// worker's): waking a handler from a task outside that set costs an
     /// eventfd write per wake (measured: one in six requests). So
     /// `first_seen` must run inside a `LocalSet`, as handlers always do.
-    fn batcher(&self) -> Result<&mpsc::UnboundedSender<Admit>, ReplayError> {
-        self.batchers.get_or_try(|| {
-            let connection = self.connection()?;
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::task::spawn_local(send_batches(
-                connection,
-                self.admit.clone(),
-                self.epoch_key.clone(),
-                receiver,
-            ));
-            Ok(sender)
-        })
+    ///
+    /// A batcher whose task is gone (its worker's runtime stopped, and the
+    /// thread id was reused by a new worker) is replaced, with a fresh
+    /// connection, rather than failing every call from then on.
+    fn enqueue(&self, admit: Admit) -> Result<(), ReplayError> {
+        let mut slot = self.batchers.get_or(|| RefCell::new(None)).borrow_mut();
+        let sender = match slot.as_ref() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => {
+                let connection = self.new_connection()?;
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::task::spawn_local(send_batches(
+                    connection,
+                    self.admit.clone(),
+                    self.epoch_key.clone(),
+                    receiver,
+                ));
+                slot.insert(sender)
+            }
+        };
+        sender
+            .send(admit)
+            .map_err(|_| ReplayError::Unavailable(anyhow::anyhow!("the Redis batcher stopped")))
     }
 
-    /// This thread's connection manager, created (not connected) on first use.
+    fn new_connection(&self) -> Result<ConnectionManager, ReplayError> {
+        ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            .map_err(|e| ReplayError::Unavailable(anyhow::Error::new(e)))
+    }
+
+    /// This thread's connection manager for PINGs and the epoch write,
+    /// created (not connected) on first use.
     fn connection(&self) -> Result<ConnectionManager, ReplayError> {
         self.connections
-            .get_or_try(|| {
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-            })
+            .get_or_try(|| self.new_connection())
             .cloned()
-            .map_err(|e| ReplayError::Unavailable(anyhow::Error::new(e)))
     }
 
     /// Readiness: a PING within the timeout.

@@ -419,3 +419,36 @@ async fn metrics(app: &crate::helpers::TestApp) -> String {
         .await
         .unwrap()
 }
+
+/// actix restarts a worker that died on a new thread, and thread ids are
+/// reused: the store must not keep handing that thread the dead worker's
+/// batcher. Two runtimes, one after the other, on one thread.
+#[test]
+fn a_thread_whose_runtime_was_replaced_gets_a_new_batcher() {
+    use verigate::{
+        configuration::Settings,
+        metrics::Metrics,
+        replay::{ReplayKey, ReplayStore},
+    };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let settings = Settings::from_toml(&format!(
+        "[replay]\nstore = \"redis\"\nredis_url = \"{}\"\ntimeout_ms = 1000\n",
+        redis.url()
+    ))
+    .unwrap();
+    let store = ReplayStore::from_settings(&settings.replay, &Metrics::new()).unwrap();
+    let ttl = Duration::from_secs(60);
+    for n in 0u8..2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let key = ReplayKey::from_mac("test", &[n]);
+        let first = tokio::task::LocalSet::new()
+            .block_on(&runtime, store.first_seen(&key, ttl, None))
+            .expect("Redis answers on every runtime");
+        assert!(first, "runtime {n}");
+    }
+}
