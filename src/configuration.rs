@@ -119,6 +119,11 @@ pub struct RedisReplaySettings {
     /// What a store failure does: `reject` (503, the default) or `allow`.
     #[serde(default)]
     pub on_store_error: OnStoreError,
+    /// The memory store's bound, accepted and ignored (with a warning) so
+    /// that a file written for the memory store can be switched to Redis
+    /// from the environment (`VERIGATE_REPLAY__STORE=redis`).
+    #[serde(default)]
+    pub capacity: Option<u64>,
 }
 
 /// What happens to a request when the replay store fails.
@@ -470,10 +475,7 @@ impl Settings {
         figment.extract().map_err(|e| {
             let first = e.into_iter().next();
             match first {
-                Some(e) => ConfigError::new(
-                    error_path(&e.path, &e.kind),
-                    e.kind.to_string().replace('`', "\""),
-                ),
+                Some(e) => ConfigError::new(error_path(&e.path, &e.kind), reason(&e.path, &e.kind)),
                 None => ConfigError::new("(file)", "invalid configuration"),
             }
         })
@@ -491,6 +493,18 @@ fn env_overrides() -> Env {
 
 /// The key path of an error. Inside a tagged table (a route, a backend,
 /// the replay store) serde reports the table, not the key: name the key.
+/// Figment's reason, except for a Redis key under the memory store, where
+/// "unknown field" would hide the likelier mistake: `store` not switched.
+fn reason(segments: &[String], kind: &figment::error::Kind) -> String {
+    if let figment::error::Kind::UnknownField(field, _) = kind
+        && segments.first().map(String::as_str) == Some("replay")
+        && ["redis_url", "key_prefix", "timeout_ms", "on_store_error"].contains(&field.as_str())
+    {
+        return "applies only with store = \"redis\"; the replay store is \"memory\"".into();
+    }
+    kind.to_string().replace('`', "\"")
+}
+
 fn error_path(segments: &[String], kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
     let mut segments = segments.to_vec();

@@ -80,14 +80,20 @@ pub fn build_state(settings: &Settings) -> Result<Built, ConfigError> {
     }
     let (routes, summaries, mut warnings) =
         RouteTable::build(&settings.routes, &backends, &metrics)?;
-    if let ReplaySettings::Redis(redis) = &settings.replay
-        && redis.on_store_error == OnStoreError::Allow
-    {
-        warnings.push(
-            "replay.on_store_error = \"allow\": while Redis fails, requests are admitted \
-             WITHOUT replay protection"
-                .into(),
-        );
+    if let ReplaySettings::Redis(redis) = &settings.replay {
+        if redis.on_store_error == OnStoreError::Allow {
+            warnings.push(
+                "replay.on_store_error = \"allow\": while Redis fails, requests are admitted \
+                 WITHOUT replay protection"
+                    .into(),
+            );
+        }
+        if redis.capacity.is_some() {
+            warnings.push(
+                "replay.capacity: applies only to the memory store; ignored with store = \"redis\""
+                    .into(),
+            );
+        }
     }
     warnings.extend(
         backends

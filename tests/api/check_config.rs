@@ -373,3 +373,41 @@ response_fields = ["userName"]
     );
     assert!(!stdout.contains(KEY));
 }
+
+/// The shipped file (memory store, `capacity` set) switched to Redis from
+/// the environment alone: accepted, with `capacity` ignored and said so. A
+/// Redis URL without the switch is refused, naming what is missing.
+#[test]
+fn the_shipped_file_switches_to_redis_from_the_environment() {
+    let check = |env: &[(&str, &str)]| {
+        let output = Command::new(verigate_bin())
+            .arg("check-config")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("VERIGATE_CONFIG")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let url = (
+        "VERIGATE_REPLAY__REDIS_URL",
+        "redis://:pw-x1@127.0.0.1:6399/2",
+    );
+    let (code, out) = check(&[("VERIGATE_REPLAY__STORE", "redis"), url]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("replay store: redis (127.0.0.1:6399/2)"),
+        "{out}"
+    );
+    assert!(out.contains("replay.capacity"), "{out}");
+    assert!(!out.contains("pw-x1"), "{out}");
+
+    let (code, out) = check(&[url]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("replay.redis_url"), "{out}");
+    assert!(out.contains("store = \"redis\""), "{out}");
+}
