@@ -587,7 +587,7 @@ response_fields = ["userName"]
     }
 
     #[test]
-    fn a_redis_store_gets_its_defaults_and_refuses_memory_keys() {
+    fn a_redis_store_gets_its_defaults_and_tolerates_the_memory_capacity() {
         let text =
             format!("[replay]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1/0\"\n{MINIMAL}");
         let settings = Settings::from_toml(&text).unwrap();
@@ -597,11 +597,33 @@ response_fields = ["userName"]
         assert_eq!(redis.key_prefix, "verigate:");
         assert_eq!(redis.timeout_ms, 200);
         assert_eq!(redis.on_store_error, OnStoreError::Reject);
-        let err = Settings::from_toml(
+        assert_eq!(redis.capacity, None);
+        // Left over from the memory store (the store switched from the
+        // environment): kept aside for a warning, not refused.
+        let settings = Settings::from_toml(
             &text.replace("store = \"redis\"", "store = \"redis\"\ncapacity = 5"),
         )
+        .unwrap();
+        let ReplaySettings::Redis(redis) = &settings.replay else {
+            panic!("redis store expected");
+        };
+        assert_eq!(redis.capacity, Some(5));
+        // A typo is still refused.
+        let err = Settings::from_toml(
+            &text.replace("store = \"redis\"", "store = \"redis\"\ncapacty = 5"),
+        )
         .unwrap_err();
-        assert!(err.reason.contains("capacity"), "{err}");
+        assert_eq!(err.path, "replay.capacty");
+    }
+
+    #[test]
+    fn a_redis_key_under_the_memory_store_names_the_missing_switch() {
+        let err = Settings::from_toml(&format!(
+            "[replay]\nredis_url = \"redis://127.0.0.1/0\"\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert_eq!(err.path, "replay.redis_url");
+        assert!(err.reason.contains("store = \"redis\""), "{err}");
     }
 
     #[test]
