@@ -813,6 +813,54 @@ async fn a_missing_sqlite_file_does_not_stop_verigate_and_is_picked_up_once_crea
     assert_eq!(app.readyz().await.0, 200);
 }
 
+/// DESIGN §3 and §8a: a backend failure is `backend_error` with "re-sign
+/// and retry" and no internals, 500 by default or 503 with `Retry-After`
+/// when the route says so; the identical request retried is a replay,
+/// because its signature was consumed.
+#[tokio::test]
+async fn a_backend_failure_is_503_when_configured_and_its_retry_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("never.db").display());
+    let fixture = Fixture {
+        kind: "sqlite",
+        url,
+        query: SQLITE_QUERY,
+        types_query: SQLITE_TYPES,
+        unsupported_query: "",
+        server: Server::Sqlite(dir),
+    };
+    let config = fixture.config(1_000, 2);
+    for (status, config) in [
+        (500, config.clone()),
+        (
+            503,
+            config.replace(
+                "backend = \"customers-db\"",
+                "backend = \"customers-db\"\nbackend_error_status = 503",
+            ),
+        ),
+    ] {
+        let app = spawn_app_with(&config).await;
+        let call = lookup(json!({"callNum": "1", "nation": "korea"})).frozen();
+        let response = call.send(&app).await;
+        assert_eq!(response.status().as_u16(), status);
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "backend_error");
+        assert_eq!(body["error"]["detail"], "re-sign and retry");
+        let text = body.to_string().to_lowercase();
+        assert!(
+            !text.contains("sqlite") && !text.contains("never.db"),
+            "no internals: {text}"
+        );
+        if status == 503 {
+            assert!(retry_after.is_some(), "503 carries Retry-After");
+        }
+        let retry = call.send(&app).await;
+        assert_error(retry, 403, "replayed", "the identical request retried").await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // TLS
 
