@@ -207,8 +207,12 @@ impl Application {
                 .wrap(from_fn(echo_request_id))
                 .wrap(TracingLogger::<VerigateRootSpan>::new())
         });
+        // DESIGN §8a: on keep-alive the head's time runs from the end of the
+        // previous request, and an idle connection past it closes silently.
+        let header_timeout = Duration::from_millis(server.header_timeout_ms);
         let mut main = main
-            .client_request_timeout(Duration::from_millis(server.header_timeout_ms))
+            .client_request_timeout(header_timeout)
+            .keep_alive(header_timeout)
             .shutdown_timeout(server.shutdown_timeout_secs);
         if server.workers > 0 {
             main = main.workers(server.workers);

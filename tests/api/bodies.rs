@@ -85,6 +85,29 @@ async fn declared_content_types_other_than_json_utf8_are_415() {
     }
 }
 
+/// `identity` is no encoding at all; any other token, alone, in a list or
+/// on a second header line, is 415 before anything is decompressed.
+#[tokio::test]
+async fn content_encoding_other_than_identity_is_415_on_any_line() {
+    let app = spawn_app().await;
+    let body = r#"{"callNum":"1","nation":"korea"}"#;
+    let identity = Call::new(body).header("Content-Encoding", "identity");
+    assert_eq!(identity.send(&app).await.status(), 200);
+    for lines in [
+        &["identity", "gzip"][..],
+        &["gzip", "identity"][..],
+        &["identity, deflate"][..],
+        &["identity", "identity, br"][..],
+    ] {
+        let mut call = Call::new(body);
+        for line in lines {
+            call = call.header("Content-Encoding", line);
+        }
+        let response = call.send(&app).await;
+        assert_error(response, 415, "unsupported_media_type", &lines.join(" | ")).await;
+    }
+}
+
 #[tokio::test]
 async fn a_body_over_the_limit_is_413() {
     let app = spawn_app().await;

@@ -56,6 +56,36 @@ async fn a_trickled_head_is_cut_off_while_others_are_served() {
     assert!(started.elapsed() < Duration::from_secs(6));
 }
 
+/// After a request, an idle keep-alive connection is closed once
+/// `header_timeout_ms` passes, silently: no 408 for a request that never
+/// started. Before that, it carries the next request.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_silently() {
+    let app = spawn_app_with(&fast_timeouts()).await;
+    let mut connection = connect(app.port).await;
+    for n in 0..2 {
+        let call = Call::new(format!(r#"{{"callNum":"1","nation":"korea","n":{n}}}"#));
+        let (head, body) = call.raw_parts(PATH);
+        connection.write_all(&head).await.unwrap();
+        connection.write_all(&body).await.unwrap();
+        let reply = read_reply(&mut connection, Duration::from_secs(3)).await;
+        assert_eq!(
+            status(&reply),
+            200,
+            "request {n} on one connection: {reply}"
+        );
+    }
+    let idle = Instant::now();
+    let reply = read_reply(&mut connection, Duration::from_secs(5)).await;
+    assert_eq!(reply, "", "closed without a reply");
+    // actix's timers run on a clock it refreshes every 500 ms.
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_trickled_body_gets_408_request_timeout_in_the_envelope() {
     let app = spawn_app_with(&fast_timeouts()).await;
