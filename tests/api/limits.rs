@@ -11,7 +11,7 @@ use std::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    helpers::{Call, PATH, default_config, spawn_app_with, status_and_json},
+    helpers::{Call, PATH, default_config, spawn_app, spawn_app_with, status_and_json},
     raw_http::{connect, exchange, read_reply, status},
 };
 
@@ -84,6 +84,19 @@ async fn an_idle_keep_alive_connection_is_closed_silently() {
         waited >= Duration::from_millis(400) && waited < Duration::from_secs(4),
         "closed after {waited:?}"
     );
+}
+
+/// Too many header lines, or a head over actix's 128 KiB, is 431.
+#[tokio::test]
+async fn an_oversized_head_is_431() {
+    let app = spawn_app().await;
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let long = format!("X-Big: {}\r\n", "a".repeat(200 * 1024));
+    for (what, headers) in [("200 header lines", many), ("a 200 KiB header", long)] {
+        let request = format!("POST {PATH} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+        let reply = exchange(app.port, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status(&reply), 431, "{what}: {reply}");
+    }
 }
 
 #[tokio::test]
