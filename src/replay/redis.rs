@@ -101,11 +101,15 @@ impl RedisStore {
             return Err(ConfigError::new("replay.timeout_ms", "must be at least 1"));
         }
         let timeout = Duration::from_millis(settings.timeout_ms);
+        // One connection attempt per reconnect, no backoff: while Redis is
+        // down a request fails in a fraction of a millisecond (a refused
+        // connect) instead of waiting out retry delays, and the first call
+        // after Redis returns connects at once. `query_reconnecting` adds
+        // the one retry a dropped idle connection needs.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+            .set_number_of_retries(0);
         Ok(Self {
             client,
             config,
@@ -210,32 +214,45 @@ impl RedisStore {
             .cloned()
     }
 
-    /// Readiness: a PING within the timeout.
+    /// Readiness: Redis answers, within the timeout, a write of the epoch
+    /// key when it is missing. Writing it here, not only in the first
+    /// admit after a loss, starts the guard window as soon as a probe sees
+    /// Redis back: a request signed after `/readyz` turned 200 is never
+    /// taken for one from before the loss.
     pub async fn check_ready(&self) -> Result<(), String> {
-        let mut connection = self.connection().map_err(|e| e.to_string())?;
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(self.timeout, ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("redis error: {}", kind(&e))),
-            Err(_) => Err("redis did not answer in time".into()),
+        match self.write_epoch_if_missing().await {
+            Ok(true) => {
+                tracing::warn!(
+                    "the replay store's epoch key was missing (Redis lost its data?): \
+                     wrote it; requests signed before now are refused for one window"
+                );
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
     /// Writes the epoch key when it is missing, so requests signed after
     /// start are never taken for pre-loss ones.
     pub async fn init_epoch(&self) {
-        let Ok(mut connection) = self.connection() else {
-            return;
-        };
+        match self.write_epoch_if_missing().await {
+            Ok(true) => tracing::info!("wrote the replay store's epoch key"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot reach Redis at start"),
+        }
+    }
+
+    /// `SET <prefix>epoch <now> NX` within the timeout: whether it wrote.
+    async fn write_epoch_if_missing(&self) -> Result<bool, String> {
+        let mut connection = self.connection().map_err(|e| e.to_string())?;
         let mut command = redis::cmd("SET");
         command.arg(&self.epoch_key).arg(now_millis()).arg("NX");
-        let set = command.query_async::<Option<String>>(&mut connection);
+        let set = query_reconnecting::<Option<String>>(&command, &mut connection);
         match tokio::time::timeout(self.timeout, set).await {
-            Ok(Ok(Some(_))) => tracing::info!("wrote the replay store's epoch key"),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %kind(&e), "cannot reach Redis at start"),
-            Err(_) => tracing::warn!("Redis did not answer at start"),
+            Ok(Ok(written)) => Ok(written.is_some()),
+            Ok(Err(e)) => Err(format!("redis error: {}", kind(&e))),
+            Err(_) => Err("redis did not answer in time".into()),
         }
     }
 }
@@ -275,7 +292,7 @@ async fn send_batches(
             continue;
         }
         let command = admit_command(&script, &epoch_key, &batch);
-        let mut result = command.query_async::<Vec<i64>>(&mut connection).await;
+        let mut result = query_reconnecting::<Vec<i64>>(&command, &mut connection).await;
         if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
         {
             result = match script.load_async(&mut connection).await {
@@ -304,6 +321,24 @@ async fn send_batches(
                 }
             }
         }
+    }
+}
+
+/// Runs `command`, and once more when the connection turned out dead.
+/// After a Redis restart the first command on each idle connection finds
+/// it closed, and `ConnectionManager` only reconnects then; without the
+/// second try that request would be a needless 503. Safe for the admit
+/// script: if the first try did run, its keys answer "replay" to the
+/// second, which refuses those requests and never admits one twice.
+async fn query_reconnecting<T: redis::FromRedisValue>(
+    command: &redis::Cmd,
+    connection: &mut ConnectionManager,
+) -> redis::RedisResult<T> {
+    match command.query_async(connection).await {
+        Err(e) if e.is_unrecoverable_error() && !e.is_timeout() => {
+            command.query_async(connection).await
+        }
+        result => result,
     }
 }
 

@@ -173,6 +173,31 @@ async fn after_redis_loses_its_data_an_old_request_is_still_refused() {
     }
 }
 
+/// The readiness probe writes a missing epoch: once `/readyz` is 200 again
+/// after a loss, the first request signed after it is admitted, while one
+/// admitted before the loss is still refused.
+#[tokio::test]
+async fn after_a_loss_the_first_request_signed_once_ready_is_admitted() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    let admitted = Call::new(unique(0)).frozen();
+    assert_eq!(admitted.send(&app).await.status(), 200);
+
+    redis.restart_empty();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(&app).await != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let fresh = Call::new(unique(1)).send(&app).await;
+    assert_eq!(fresh.status(), 200, "signed after the epoch");
+    let replay = admitted.send(&app).await;
+    assert_error(replay, 403, "replayed", "signed before the loss").await;
+}
+
 #[tokio::test]
 async fn a_flushed_script_cache_is_reloaded_by_itself() {
     let Some(redis) = RedisServer::start() else {
