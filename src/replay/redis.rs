@@ -21,7 +21,10 @@ use redis::{
 };
 use secrecy::ExposeSecret;
 use thread_local::ThreadLocal;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::{ReplayError, ReplayKey};
 use crate::{
@@ -142,31 +145,28 @@ impl RedisStore {
             key: replay_key,
             ttl_ms,
             timestamp_ms: timestamp_ms.unwrap_or(-1),
+            deadline: Instant::now() + self.timeout,
             reply,
         };
         self.enqueue(admit)?;
-        let call = async {
-            answer.await.unwrap_or_else(|_| {
-                Err(redis::RedisError::from(std::io::Error::from(
-                    std::io::ErrorKind::BrokenPipe,
-                )))
-            })
-        };
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(1)) => Ok(true),
-            Ok(Ok(0)) => Ok(false),
-            Ok(Ok(_)) => {
+        // No timer here: the batcher answers every admit by its deadline
+        // (one timer per batch, not one per request).
+        let answer = answer.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::BrokenPipe,
+            )))
+        });
+        match answer {
+            Ok(1) => Ok(true),
+            Ok(0) => Ok(false),
+            Ok(_) => {
                 tracing::warn!(
                     "request signed before the replay store's epoch (Redis lost its data); \
                      refused as a possible replay"
                 );
                 Ok(false)
             }
-            Ok(Err(e)) => Err(ReplayError::Unavailable(anyhow::Error::new(e))),
-            Err(_) => Err(ReplayError::Unavailable(anyhow::anyhow!(
-                "no answer from Redis within {:?}",
-                self.timeout
-            ))),
+            Err(e) => Err(ReplayError::Unavailable(anyhow::Error::new(e))),
         }
     }
 
@@ -262,6 +262,8 @@ struct Admit {
     key: String,
     ttl_ms: u64,
     timestamp_ms: i64,
+    /// When the caller must have its answer: `timeout_ms` after it asked.
+    deadline: Instant,
     reply: oneshot::Sender<Result<i64, redis::RedisError>>,
 }
 
@@ -286,20 +288,31 @@ async fn send_batches(
                 Err(_) => break,
             }
         }
-        // Callers that timed out are not worth a round trip.
-        batch.retain(|admit| !admit.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let command = admit_command(&script, &epoch_key, &batch);
-        let mut result = query_reconnecting::<Vec<i64>>(&command, &mut connection).await;
-        if matches!(&result, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        // Callers gone or out of time are not worth a round trip.
+        let now = Instant::now();
+        for admit in batch.extract_if(.., |admit| admit.reply.is_closed() || admit.deadline <= now)
         {
-            result = match script.load_async(&mut connection).await {
-                Ok(_) => command.query_async::<Vec<i64>>(&mut connection).await,
-                Err(e) => Err(e),
-            };
+            let _ = admit.reply.send(Err(timed_out()));
         }
+        let Some(deadline) = batch.iter().map(|admit| admit.deadline).min() else {
+            continue;
+        };
+        let command = admit_command(&script, &epoch_key, &batch);
+        let attempt = async {
+            let result = query_reconnecting::<Vec<i64>>(&command, &mut connection).await;
+            match result {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut connection).await?;
+                    command.query_async::<Vec<i64>>(&mut connection).await
+                }
+                result => result,
+            }
+        };
+        let result = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
         let result = result.and_then(|answers| {
             if answers.len() == batch.len() {
                 Ok(answers)
@@ -322,6 +335,14 @@ async fn send_batches(
             }
         }
     }
+}
+
+/// The answer to an admit whose time ran out before Redis answered.
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from Redis within replay.timeout_ms",
+    ))
 }
 
 /// Runs `command`, and once more when the connection turned out dead.

@@ -256,6 +256,55 @@ async fn a_redis_out_of_memory_refuses_rather_than_admits() {
     assert_eq!(refused.send(&app).await.status(), 403);
 }
 
+/// A Redis that accepts the connection but does not answer (paused):
+/// every request, the queued ones too, gets 503 within about
+/// `timeout_ms` (300 ms here), and service resumes with Redis.
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_503_within_the_timeout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let app = spawn_app_with(&redis_config(&redis, "")).await;
+    assert_eq!(Call::new(unique(0)).send(&app).await.status(), 200);
+    let mut connection = redis.connection().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3_000)
+        .arg("WRITE")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let app_ref = &app;
+    let answers = join_all((1..=20).map(|n| async move {
+        let response = Call::new(unique(n)).send(app_ref).await;
+        (response.status().as_u16(), started.elapsed())
+    }))
+    .await;
+    for (status, elapsed) in answers {
+        assert_eq!(status, 503);
+        assert!(
+            elapsed < Duration::from_millis(1_500),
+            "answered after {elapsed:?}"
+        );
+    }
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 100;
+    loop {
+        n += 1;
+        if Call::new(unique(n)).send(&app).await.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn while_redis_is_down_every_request_is_503_and_none_admitted() {
     let Some(mut redis) = RedisServer::start() else {
