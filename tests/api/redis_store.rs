@@ -23,6 +23,23 @@ fn redis_config(redis: &RedisServer, extra: &str) -> String {
     )
 }
 
+/// Sends fresh requests (`unique(first)`, `unique(first + 1)`, ...) until
+/// one is admitted, for at most 15 s.
+async fn wait_until_admitted(app: &crate::helpers::TestApp, first: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in first.. {
+        let status = Call::new(unique(n)).send(app).await.status();
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never admitted ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn unique(n: usize) -> String {
     format!(r#"{{"callNum":"1","nation":"korea","n":{n}}}"#)
 }
@@ -157,20 +174,7 @@ async fn after_redis_loses_its_data_an_old_request_is_still_refused() {
         }
     }
     // Fresh requests succeed again (signed after the new epoch).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let status = Call::new(unique(n)).send(&app).await.status();
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fresh requests never succeeded: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_admitted(&app, 1, "fresh requests after the loss").await;
 }
 
 /// The readiness probe writes a missing epoch: once `/readyz` is 200 again
@@ -293,16 +297,7 @@ async fn a_redis_that_does_not_answer_is_503_within_the_timeout() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut n = 100;
-    loop {
-        n += 1;
-        if Call::new(unique(n)).send(&app).await.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_admitted(&app, 100, "after the pause").await;
 }
 
 #[tokio::test]
@@ -328,19 +323,7 @@ async fn while_redis_is_down_every_request_is_503_and_none_admitted() {
     assert_eq!(readyz(&app).await, 503);
 
     redis.restart_empty();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut n = 100;
-    loop {
-        n += 1;
-        if Call::new(unique(n)).send(&app).await.status() == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "verigate did not recover by itself"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_admitted(&app, 100, "after the outage, without a restart").await;
     assert_eq!(readyz(&app).await, 200);
     let text = metrics(&app).await;
     assert!(
