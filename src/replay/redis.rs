@@ -206,7 +206,8 @@ impl RedisStore {
             .map_err(|e| ReplayError::Unavailable(anyhow::Error::new(e)))
     }
 
-    /// This thread's connection manager for PINGs and the epoch write,
+    /// This thread's connection manager for the readiness probe and the
+    /// epoch write at start,
     /// created (not connected) on first use.
     fn connection(&self) -> Result<ConnectionManager, ReplayError> {
         self.connections
