@@ -207,8 +207,7 @@ impl RedisStore {
     }
 
     /// This thread's connection manager for the readiness probe and the
-    /// epoch write at start,
-    /// created (not connected) on first use.
+    /// epoch write at start, created (not connected) on first use.
     fn connection(&self) -> Result<ConnectionManager, ReplayError> {
         self.connections
             .get_or_try(|| self.new_connection())
