@@ -853,9 +853,11 @@ async fn a_backend_failure_is_503_when_configured_and_its_retry_a_replay() {
             !text.contains("sqlite") && !text.contains("never.db"),
             "no internals: {text}"
         );
-        if status == 503 {
-            assert!(retry_after.is_some(), "503 carries Retry-After");
-        }
+        assert_eq!(
+            retry_after.is_some(),
+            status == 503,
+            "Retry-After only with 503"
+        );
         let retry = call.send(&app).await;
         assert_error(retry, 403, "replayed", "the identical request retried").await;
     }
