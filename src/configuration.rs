@@ -126,6 +126,10 @@ pub struct RedisReplaySettings {
     pub capacity: Option<u64>,
 }
 
+/// The keys of [`RedisReplaySettings`] that the memory store does not
+/// have: named in the error when one turns up under `store = "memory"`.
+const REDIS_ONLY_KEYS: [&str; 4] = ["redis_url", "key_prefix", "timeout_ms", "on_store_error"];
+
 /// What happens to a request when the replay store fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -491,20 +495,20 @@ fn env_overrides() -> Env {
         .split("__")
 }
 
-/// The key path of an error. Inside a tagged table (a route, a backend,
-/// the replay store) serde reports the table, not the key: name the key.
 /// Figment's reason, except for a Redis key under the memory store, where
 /// "unknown field" would hide the likelier mistake: `store` not switched.
 fn reason(segments: &[String], kind: &figment::error::Kind) -> String {
     if let figment::error::Kind::UnknownField(field, _) = kind
         && segments.first().map(String::as_str) == Some("replay")
-        && ["redis_url", "key_prefix", "timeout_ms", "on_store_error"].contains(&field.as_str())
+        && REDIS_ONLY_KEYS.contains(&field.as_str())
     {
         return "applies only with store = \"redis\"; the replay store is \"memory\"".into();
     }
     kind.to_string().replace('`', "\"")
 }
 
+/// The key path of an error. Inside a tagged table (a route, a backend,
+/// the replay store) serde reports the table, not the key: name the key.
 fn error_path(segments: &[String], kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
     let mut segments = segments.to_vec();
@@ -624,6 +628,22 @@ response_fields = ["userName"]
         .unwrap_err();
         assert_eq!(err.path, "replay.redis_url");
         assert!(err.reason.contains("store = \"redis\""), "{err}");
+        // The list stays in step with the struct: each key is the Redis
+        // store's own.
+        let redis = "store = \"redis\"\nredis_url = \"redis://127.0.0.1/0\"";
+        for (key, value) in
+            REDIS_ONLY_KEYS
+                .iter()
+                .zip(["\"redis://127.0.0.1/1\"", "\"p:\"", "5", "\"allow\""])
+        {
+            let line = format!("{key} = {value}");
+            let text = if *key == "redis_url" {
+                format!("[replay]\nstore = \"redis\"\n{line}\n{MINIMAL}")
+            } else {
+                format!("[replay]\n{redis}\n{line}\n{MINIMAL}")
+            };
+            assert!(Settings::from_toml(&text).is_ok(), "{key}");
+        }
     }
 
     #[test]

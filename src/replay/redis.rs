@@ -51,8 +51,8 @@ local guarding = now < epoch + tonumber(ARGV[2])
 local answers = {}
 for i = 2, #KEYS do
   local ttl = ARGV[2 * i - 1]
-  if guarding and tonumber(ARGV[2 * i]) >= 0 and tonumber(ARGV[2 * i]) < epoch
-      and now < epoch + tonumber(ttl) then
+  local ts = guarding and tonumber(ARGV[2 * i]) or -1
+  if ts >= 0 and ts < epoch and now < epoch + tonumber(ttl) then
     answers[i - 1] = -1
   elseif redis.call('SET', KEYS[i], '1', 'NX', 'PX', ttl) then
     answers[i - 1] = 1
